@@ -1,0 +1,36 @@
+"""Hashes, signature schemes, canonical JSON and addresses."""
+
+from tablechain.crypto.canonical import CanonicalJSONError, canonical_json, parse_json
+from tablechain.crypto.hashes import hash_by_name, keccak256, sha256, sm3
+from tablechain.crypto.keys import (
+    SCHEMES,
+    CryptoError,
+    PrivateKey,
+    PublicKey,
+    address_from_text,
+    address_to_text,
+    generate_private_key,
+    private_key_from_bytes,
+    public_key_from_bytes,
+    recover_secp256k1,
+)
+
+__all__ = [
+    "SCHEMES",
+    "CanonicalJSONError",
+    "CryptoError",
+    "PrivateKey",
+    "PublicKey",
+    "address_from_text",
+    "address_to_text",
+    "canonical_json",
+    "generate_private_key",
+    "hash_by_name",
+    "keccak256",
+    "parse_json",
+    "private_key_from_bytes",
+    "public_key_from_bytes",
+    "recover_secp256k1",
+    "sha256",
+    "sm3",
+]

@@ -1,0 +1,110 @@
+"""Canonical JSON: the one byte encoding that is signed and hashed.
+
+Sorted keys, no whitespace, UTF-8, integers only (no floats, NaN or Infinity), no duplicate keys.
+Encoding and decoding are strict so that two nodes can never disagree about what was signed.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from tablechain.errors import TablechainError
+
+__all__ = ["CanonicalJSONError", "canonical_json", "parse_json", "MAX_DEPTH"]
+
+MAX_DEPTH = 64
+
+
+class CanonicalJSONError(TablechainError):
+    """The value cannot be encoded or decoded canonically."""
+
+    code = "temMALFORMED"
+
+
+def _check(value: Any, depth: int) -> None:
+    if depth > MAX_DEPTH:
+        raise CanonicalJSONError(f"JSON nested deeper than {MAX_DEPTH} levels")
+    if value is None or isinstance(value, (bool, str)):
+        return
+    if isinstance(value, int):
+        return
+    if isinstance(value, float):
+        raise CanonicalJSONError("floats are not allowed in canonical JSON; use integers or decimal strings")
+    if isinstance(value, (list, tuple)):
+        for item in value:
+            _check(item, depth + 1)
+        return
+    if isinstance(value, dict):
+        for key, item in value.items():
+            if not isinstance(key, str):
+                raise CanonicalJSONError(f"object keys must be strings, got {type(key).__name__}")
+            _check(item, depth + 1)
+        return
+    raise CanonicalJSONError(f"type {type(value).__name__} cannot be encoded as canonical JSON")
+
+
+def canonical_json(value: Any) -> bytes:
+    """Encode ``value`` as canonical JSON bytes."""
+    _check(value, 0)
+    return json.dumps(
+        value, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False
+    ).encode("utf-8")
+
+
+def _no_float(text: str) -> Any:
+    raise CanonicalJSONError(f"floats are not allowed: {text[:40]}")
+
+
+def _no_constant(text: str) -> Any:
+    raise CanonicalJSONError(f"{text} is not allowed")
+
+
+def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in out:
+            raise CanonicalJSONError(f"duplicate key {key!r}")
+        out[key] = value
+    return out
+
+
+def parse_json(data: bytes | str, max_bytes: int | None = None) -> Any:
+    """Decode JSON strictly: no floats, NaN, duplicate keys or excessive nesting."""
+    if max_bytes is not None and len(data) > max_bytes:
+        raise CanonicalJSONError(f"JSON document of {len(data)} bytes exceeds {max_bytes}")
+    if isinstance(data, bytes):
+        try:
+            data = data.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise CanonicalJSONError(f"not UTF-8: {exc}") from None
+    # Bound nesting before the recursive decoder sees it, so deep input cannot blow the stack.
+    depth = 0
+    in_string = escaped = False
+    for ch in data:
+        if in_string:
+            if escaped:
+                escaped = False
+            elif ch == "\\":
+                escaped = True
+            elif ch == '"':
+                in_string = False
+        elif ch == '"':
+            in_string = True
+        elif ch in "[{":
+            depth += 1
+            if depth > MAX_DEPTH:
+                raise CanonicalJSONError(f"JSON nested deeper than {MAX_DEPTH} levels")
+        elif ch in "]}":
+            depth -= 1
+    try:
+        return json.loads(
+            data,
+            parse_float=_no_float,
+            parse_constant=_no_constant,
+            object_pairs_hook=_no_duplicates,
+        )
+    except CanonicalJSONError:
+        raise
+    except (ValueError, RecursionError) as exc:
+        raise CanonicalJSONError(f"malformed JSON: {exc}") from None

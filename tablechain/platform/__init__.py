@@ -1,0 +1,1 @@
+"""tablechain.platform."""
