@@ -1,0 +1,455 @@
+"""Applying transactions and blocks to state: the executor registry and the table executors.
+
+Each transaction type has an executor (``TxExecutor``) that validates and applies it against
+the block's state overlay. The ledger registers the table executors; contracts, jobs and the CA
+register theirs through ``ExecutorRegistry`` (wired in ``platform``). A transaction runs inside
+``state.atomic()``: when it fails it is recorded with its code and changes nothing but its
+account's sequence.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from tablechain.crypto import canonical_json
+from tablechain.ledger.blocks import SUCCESS, BlockEnvironment, Receipt, TxEnvironment
+from tablechain.ledger.errors import (
+    AssertFailed,
+    BadField,
+    BadNonce,
+    BadRule,
+    FutureNonce,
+    InvalidTransaction,
+    LedgerError,
+    PermissionDenied,
+    RuleViolation,
+    StrictModeMismatch,
+    TableExists,
+    TooLarge,
+)
+from tablechain.ledger.permissions import grant_key, merge_grant, require
+from tablechain.ledger.query import Condition, conjoin, match_row, parse_condition, parse_read
+from tablechain.ledger.rules import OperationRule, parse_rule
+from tablechain.ledger.schema import FieldDef, parse_fields
+from tablechain.ledger.state import StateOverlay
+from tablechain.ledger.tables import TableEngine, TableMeta, table_key
+from tablechain.ledger.transactions import (
+    EVERYONE,
+    SignedTransaction,
+    SQLStatement,
+    SQLTransaction,
+    Statement,
+    TableListSet,
+)
+
+__all__ = [
+    "ExecutionContext",
+    "TxExecutor",
+    "AdmissionHook",
+    "ExecutorRegistry",
+    "TableExecutor",
+    "apply_transactions",
+    "account_sequence",
+    "read_table",
+    "MAX_INSERT_ROWS",
+]
+
+log = logging.getLogger(__name__)
+MAX_INSERT_ROWS = 10_000
+
+
+@dataclass
+class ExecutionContext:
+    """What an executor works with during one block."""
+
+    state: StateOverlay
+    tables: TableEngine
+    env: BlockEnvironment
+    extensions: dict[str, Any] = field(default_factory=dict)
+
+
+class TxExecutor(Protocol):
+    """Validates and applies one family of transaction types."""
+
+    def apply(self, ctx: ExecutionContext, tx: SignedTransaction,
+              txenv: TxEnvironment) -> Mapping[str, Any]:
+        """Apply ``tx``; return receipt details; raise a ``TablechainError`` to fail it."""
+        ...
+
+
+class AdmissionHook(Protocol):
+    """Decides, deterministically at the block's time, whether a signer may transact."""
+
+    def check(self, ctx: ExecutionContext, tx: SignedTransaction) -> None:
+        """Raise a ``TablechainError`` to refuse ``tx``."""
+        ...
+
+
+class ExecutorRegistry:
+    """Executors by ``TransactionType``."""
+
+    def __init__(self) -> None:
+        self._executors: dict[str, TxExecutor] = {}
+
+    def register(self, transaction_type: str, executor: TxExecutor) -> None:
+        self._executors[transaction_type] = executor
+
+    def get(self, transaction_type: str) -> TxExecutor | None:
+        return self._executors.get(transaction_type)
+
+    @classmethod
+    def with_tables(cls) -> ExecutorRegistry:
+        reg = cls()
+        table = TableExecutor()
+        for name in ("TableListSet", "SQLStatement", "SQLTransaction"):
+            reg.register(name, table)
+        return reg
+
+
+# --- nonces ----------------------------------------------------------------------------------
+
+
+def account_sequence(state: StateOverlay, account: str) -> int:
+    """The last Sequence the account used (0 if none)."""
+    return int(state.get(f"acct/{account}", {"sequence": 0})["sequence"])
+
+
+def _check_sequence(state: StateOverlay, tx: SignedTransaction) -> None:
+    last = account_sequence(state, tx.account)
+    if tx.sequence <= last:
+        raise BadNonce(f"Sequence {tx.sequence} was already used; next is {last + 1}")
+    if tx.sequence > last + 1:
+        raise FutureNonce(f"Sequence {tx.sequence} skips ahead; next is {last + 1}")
+
+
+# --- the block loop --------------------------------------------------------------------------
+
+
+def apply_transactions(ctx: ExecutionContext, txs: Sequence[SignedTransaction],
+                       registry: ExecutorRegistry,
+                       admission: AdmissionHook | None = None) -> list[Receipt]:
+    """Apply a block's transactions in order; one receipt each."""
+    receipts = []
+    for index, tx in enumerate(txs):
+        txenv = TxEnvironment(ctx.env, tx.account, tx.hash_hex, index)
+        try:
+            _check_sequence(ctx.state, tx)
+        except LedgerError as exc:
+            receipts.append(Receipt(tx.hash_hex, index, exc.code, exc.message))
+            continue
+        executor = registry.get(tx.transaction_type)
+        result, message, details = SUCCESS, "", {}
+        try:
+            with ctx.state.atomic():
+                if admission is not None:
+                    admission.check(ctx, tx)
+                if executor is None:
+                    raise InvalidTransaction(f"no executor for {tx.transaction_type}")
+                details = dict(executor.apply(ctx, tx, txenv))
+        except LedgerError as exc:
+            result, message = exc.code, exc.message
+        except Exception as exc:  # a failing transaction must never take the node down
+            code = getattr(exc, "code", None)
+            if isinstance(code, str):
+                result, message = code, getattr(exc, "message", str(exc))
+            else:
+                log.exception("transaction %s raised unexpectedly", tx.hash_hex)
+                result, message = "tefEXCEPTION", f"internal error: {type(exc).__name__}"
+        ctx.state.set(f"acct/{tx.account}", {"sequence": tx.sequence})
+        receipts.append(Receipt(tx.hash_hex, index, result, message, details))
+    return receipts
+
+
+# --- tables ----------------------------------------------------------------------------------
+
+
+def _next_pointer(ctx: ExecutionContext, previous: str, raw: Any) -> str:
+    return ctx.env.suite.hash(bytes.fromhex(previous) + canonical_json(raw)).hex()
+
+
+def _conditions(raw_conditions: Sequence[Any], fields: Sequence[FieldDef]) -> Condition | None:
+    if not raw_conditions:
+        return None
+    return parse_condition(list(raw_conditions), fields)
+
+
+def _and(a: Condition | None, b: Condition | None) -> Condition | None:
+    if a is None:
+        return b
+    if b is None:
+        return a
+    return conjoin(a, b)
+
+
+class TableExecutor:
+    """TableListSet, SQLStatement and SQLTransaction."""
+
+    def apply(self, ctx: ExecutionContext, tx: SignedTransaction,
+              txenv: TxEnvironment) -> Mapping[str, Any]:
+        body = tx.body
+        if isinstance(body, SQLTransaction):
+            results = []
+            for statement in body.statements:
+                results.append(self.apply_statement(ctx, statement, txenv, body.strict_mode))
+            return {"statements": results}
+        return self.apply_statement(ctx, body, txenv, False)
+
+    def apply_statement(self, ctx: ExecutionContext, st: Statement, txenv: TxEnvironment,
+                        strict: bool) -> dict[str, Any]:
+        if isinstance(st, TableListSet):
+            return self._table_list_set(ctx, st, txenv, strict)
+        return self._sql_statement(ctx, st, txenv, strict)
+
+    # --- TableListSet ------------------------------------------------------------------------
+
+    def _owned(self, ctx: ExecutionContext, st: TableListSet, txenv: TxEnvironment,
+               what: str) -> TableMeta:
+        owner = st.owner or txenv.signer
+        meta = ctx.tables.lookup(owner, st.table.name)
+        if txenv.signer != meta.owner:
+            raise PermissionDenied(f"only the owner may {what} table {meta.name!r}")
+        return meta
+
+    def _table_list_set(self, ctx: ExecutionContext, st: TableListSet, txenv: TxEnvironment,
+                        strict: bool) -> dict[str, Any]:
+        op = st.op_type
+        if op == 1:
+            return self._create(ctx, st, txenv, strict)
+        if op == 2:
+            meta = self._owned(ctx, st, txenv, "drop")
+            for key, _ in ctx.state.scan(f"grant/{meta.name_in_db}/"):
+                ctx.state.delete(key)
+            ctx.state.delete(table_key(meta.owner, meta.name))
+            ctx.tables.drop_physical(meta)
+            return {"table": meta.name}
+        if op == 3:
+            meta = self._owned(ctx, st, txenv, "rename")
+            new_name = st.table.new_name or ""
+            if ctx.tables.find(meta.owner, new_name) is not None:
+                raise TableExists(f"table {new_name!r} already exists")
+            ctx.state.delete(table_key(meta.owner, meta.name))
+            ctx.tables.save(TableMeta(meta.owner, new_name, meta.name_in_db, meta.raw_fields,
+                                      meta.rule, meta.token, meta.strict_pointer,
+                                      meta.created_height))
+            return {"table": new_name, "NameInDB": meta.name_in_db}
+        if op == 11:
+            meta = self._owned(ctx, st, txenv, "grant on")
+            user = st.user or ""
+            if user == meta.owner:
+                raise InvalidTransaction("the owner already holds every permission")
+            key = grant_key(meta.name_in_db, user)
+            ctx.state.set(key, merge_grant(ctx.state.get(key), st.raw))
+            return {"table": meta.name, "user": user}
+        if op in (14, 15, 16, 17, 18):
+            return self._alter(ctx, st, txenv, strict)
+        if op == 12:
+            raise InvalidTransaction("recreate rebuilds a node's database from the chain: "
+                                     "run `tablechain node rebuild` on that node")
+        raise InvalidTransaction(f"OpType {op} is not a TableListSet operation")
+
+    def _create(self, ctx: ExecutionContext, st: TableListSet, txenv: TxEnvironment,
+                strict: bool) -> dict[str, Any]:
+        owner = txenv.signer
+        if st.owner is not None and st.owner != owner:
+            raise InvalidTransaction("a table is created by its owner: Owner must equal Account")
+        if st.table.name_in_db is not None:
+            raise InvalidTransaction("NameInDB is assigned by the chain on create")
+        if st.token is not None:
+            raise InvalidTransaction("confidential tables (Token) are not supported yet")
+        if ctx.tables.find(owner, st.table.name) is not None:
+            raise TableExists(f"table {st.table.name!r} already exists")
+        if not isinstance(st.raw, list):
+            raise BadField("a create's Raw is the list of field definitions")
+        fields = parse_fields(st.raw)
+        parse_rule(st.operation_rule, fields)
+        name_in_db = ctx.env.suite.hash(
+            canonical_json([owner, st.table.name, txenv.tx_hash])).hex()[:40]
+        pointer = ctx.env.suite.hash(canonical_json(st.raw)).hex()
+        if (strict or st.strict_mode) and st.tx_check_hash != pointer:
+            raise StrictModeMismatch(f"TxCheckHash {st.tx_check_hash} != {pointer}")
+        meta = TableMeta(owner, st.table.name, name_in_db, tuple(st.raw), st.operation_rule,
+                         None, pointer, ctx.env.height)
+        ctx.tables.save(meta)
+        ctx.tables.create_physical(meta)
+        return {"table": st.table.name, "NameInDB": name_in_db}
+
+    def _alter(self, ctx: ExecutionContext, st: TableListSet, txenv: TxEnvironment,
+               strict: bool) -> dict[str, Any]:
+        meta = self._owned(ctx, st, txenv, "alter")
+        if not isinstance(st.raw, list) or not st.raw:
+            raise BadField("Raw lists the fields to change")
+        current = [dict(f) for f in meta.raw_fields]
+        names = [f["field"] for f in current]
+        op = st.op_type
+        for item in st.raw:
+            if not isinstance(item, dict) or not isinstance(item.get("field"), str):
+                raise BadField('each entry of Raw is {"field": name, ...}')
+            name = item["field"]
+            if op == 14:
+                if name in names:
+                    raise BadField(f"field {name!r} already exists")
+                current.append(dict(item))
+                names.append(name)
+                continue
+            if name not in names:
+                raise BadField(f"no field {name!r}")
+            i = names.index(name)
+            if op == 15:
+                del current[i]
+                del names[i]
+            elif op == 16:
+                current[i] = dict(item)
+            else:
+                if set(item) != {"field"}:
+                    raise BadField('an index entry is {"field": name}')
+                current[i]["index"] = 1 if op == 17 else 0
+        if not current:
+            raise BadField("a table keeps at least one field")
+        new_fields = parse_fields(current)
+        if meta.rule is not None:
+            try:
+                parse_rule(meta.rule, new_fields)
+            except BadRule as exc:
+                raise BadField(f"the change breaks the table's OperationRule: {exc.message}") from None
+        pointer = _next_pointer(ctx, meta.strict_pointer, st.raw)
+        if (strict or st.strict_mode) and st.tx_check_hash != pointer:
+            raise StrictModeMismatch(f"TxCheckHash {st.tx_check_hash} != {pointer}")
+        new_meta = ctx.tables.rebuild_schema(meta, current, pointer, txenv.tx_hash)
+        return {"table": meta.name, "NameInDB": new_meta.name_in_db}
+
+    # --- SQLStatement ------------------------------------------------------------------------
+
+    def _sql_statement(self, ctx: ExecutionContext, st: SQLStatement, txenv: TxEnvironment,
+                       strict: bool) -> dict[str, Any]:
+        meta = ctx.tables.lookup(st.owner, st.table.name)
+        _, fields = ctx.tables.physical(meta)
+        rule = parse_rule(meta.rule, fields)
+        action = {6: "insert", 8: "update", 9: "delete", 10: "select"}[st.op_type]
+        require(ctx.state, meta.owner, meta.name_in_db, meta.name, txenv.signer, action)
+        pointer = _next_pointer(ctx, meta.strict_pointer, st.raw)
+        if (strict or st.strict_mode) and st.tx_check_hash != pointer:
+            raise StrictModeMismatch(
+                f"TxCheckHash does not match table {meta.name!r}'s strict-mode pointer: "
+                "the writer's view of the table is stale"
+            )
+        if st.op_type == 6:
+            details = self._insert(ctx, meta, fields, rule, st, txenv)
+        elif st.op_type == 8:
+            details = self._update(ctx, meta, fields, rule, st, txenv)
+        elif st.op_type == 9:
+            details = self._delete(ctx, meta, fields, rule, st, txenv)
+        else:
+            details = self._assert(ctx, meta, fields, rule, st, txenv)
+        ctx.tables.save(TableMeta(meta.owner, meta.name, meta.name_in_db, meta.raw_fields,
+                                  meta.rule, meta.token, pointer, meta.created_height))
+        return details
+
+    def _insert(self, ctx: ExecutionContext, meta: TableMeta, fields: Sequence[FieldDef],
+                rule: OperationRule | None, st: SQLStatement, txenv: TxEnvironment) -> dict:
+        raw = st.raw
+        if not isinstance(raw, list) or not raw:
+            raise BadField("an insert's Raw is a non-empty list of rows")
+        if len(raw) > MAX_INSERT_ROWS:
+            raise TooLarge(f"an insert holds at most {MAX_INSERT_ROWS} rows")
+        variables = {"$account": txenv.signer, "$tx_hash": txenv.tx_hash}
+        first = ctx.tables.next_rowid(meta)
+        rows = []
+        for i, given in enumerate(raw):
+            if not isinstance(given, dict):
+                raise BadField("each row to insert is a JSON object")
+            given = dict(given)
+            if st.auto_fill_field is not None:
+                given.setdefault(st.auto_fill_field, txenv.tx_hash)
+            if rule is not None:
+                for name, variable in rule.insert_fill:
+                    expected = variables[variable]
+                    if given.get(name) is None:
+                        given[name] = expected
+                    elif given[name] != expected:
+                        raise RuleViolation(f"field {name!r} must be {variable} ({expected})")
+            row = ctx.tables.complete_row(fields, given, first + i)
+            if rule is not None and rule.insert_check is not None:
+                check = parse_condition(rule.insert_check, fields, variables)
+                if not match_row(check, row):
+                    raise RuleViolation("the row does not satisfy the table's Insert condition")
+            rows.append(row)
+        if rule is not None and rule.count_field is not None and rule.count_limit is not None:
+            mine = parse_condition({rule.count_field: txenv.signer}, fields)
+            existing = ctx.tables.count_rows(meta, mine)
+            if existing + len(rows) > rule.count_limit:
+                raise RuleViolation(f"{txenv.signer} may insert at most {rule.count_limit} rows "
+                                    f"into {meta.name!r} ({existing} already)")
+        ids = ctx.tables.insert_rows(meta, rows)
+        return {"affected": len(ids)}
+
+    def _update(self, ctx: ExecutionContext, meta: TableMeta, fields: Sequence[FieldDef],
+                rule: OperationRule | None, st: SQLStatement, txenv: TxEnvironment) -> dict:
+        raw = st.raw
+        if not isinstance(raw, list) or not raw or not isinstance(raw[0], dict) or not raw[0]:
+            raise BadField("an update's Raw is [{field: value, ...}, {condition}, ...]")
+        changes = raw[0]
+        condition = _conditions(raw[1:], fields)
+        if rule is not None:
+            if rule.update_fields is not None:
+                lower = {n.lower() for n in rule.update_fields}
+                bad = sorted(n for n in changes if n.lower() not in lower)
+                if bad:
+                    raise RuleViolation(f"the table's rule lets updates change only "
+                                        f"{list(rule.update_fields)}, not {bad}")
+            bound = {name for name, _ in rule.insert_fill}
+            if bound & set(changes):
+                raise RuleViolation(f"fields {sorted(bound & set(changes))} are bound to the "
+                                    "inserting account or transaction and cannot change")
+            condition = _and(condition, rule.bind(rule.update_condition, fields, txenv.signer,
+                                                  txenv.tx_hash))
+        return {"affected": ctx.tables.update_rows(meta, changes, condition)}
+
+    def _delete(self, ctx: ExecutionContext, meta: TableMeta, fields: Sequence[FieldDef],
+                rule: OperationRule | None, st: SQLStatement, txenv: TxEnvironment) -> dict:
+        if not isinstance(st.raw, list) or not st.raw:
+            raise BadField("a delete's Raw is a non-empty list of conditions ([{}] for all rows)")
+        condition = _conditions(st.raw, fields)
+        if rule is not None:
+            condition = _and(condition, rule.bind(rule.delete_condition, fields, txenv.signer,
+                                                  txenv.tx_hash))
+        return {"affected": ctx.tables.delete_rows(meta, condition)}
+
+    def _assert(self, ctx: ExecutionContext, meta: TableMeta, fields: Sequence[FieldDef],
+                rule: OperationRule | None, st: SQLStatement, txenv: TxEnvironment) -> dict:
+        if not isinstance(st.raw, list) or not st.raw:
+            raise BadField("an assert's Raw is a non-empty list of conditions")
+        condition = _conditions(st.raw, fields)
+        if rule is not None:
+            condition = _and(condition, rule.bind(rule.get_condition, fields, txenv.signer))
+        if ctx.tables.count_rows(meta, condition) == 0:
+            raise AssertFailed(f"no row of {meta.name!r} satisfies the asserted condition")
+        return {}
+
+
+# --- reads -----------------------------------------------------------------------------------
+
+
+def read_table(state: StateOverlay, tables: TableEngine, owner: str, name: str, raw: Any,
+               reader: str) -> list[dict[str, Any]]:
+    """A read as ``reader``: select permission and the table's Get rule apply."""
+    meta = tables.lookup(owner, name)
+    _, fields = tables.physical(meta)
+    require(state, meta.owner, meta.name_in_db, meta.name, reader, "select")
+    query = parse_read(raw, fields, {"$account": reader})
+    extra = None
+    rule = parse_rule(meta.rule, fields)
+    if rule is not None:
+        extra = rule.bind(rule.get_condition, fields, reader)
+    return tables.select(meta, query, extra)
+
+
+def table_grants(state: StateOverlay, name_in_db: str) -> dict[str, dict[str, bool]]:
+    """Every explicit grant on a table, by user (``everyone`` included)."""
+    prefix = f"grant/{name_in_db}/"
+    return {key[len(prefix):]: value for key, value in state.scan(prefix)}
+
+
+__all__ += ["table_grants", "EVERYONE"]

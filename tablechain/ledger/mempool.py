@@ -1,0 +1,88 @@
+"""The mempool: verified transactions waiting for a block, in per-account Sequence order.
+
+Deduplicated by hash; an account's transactions must arrive in Sequence order (a replayed
+Sequence and a skipped one are refused at once with a clear code); a size limit gives
+backpressure (``MempoolFull``) rather than silent loss.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import OrderedDict
+from collections.abc import Callable
+
+from tablechain.ledger.errors import BadNonce, FutureNonce, LedgerError, MempoolFull
+from tablechain.ledger.transactions import SignedTransaction
+
+__all__ = ["Mempool", "DuplicateTransaction"]
+
+
+class DuplicateTransaction(LedgerError):
+    code = "tefALREADY"
+
+
+class Mempool:
+    """Thread-safe pool; ``committed_sequence(account)`` reads the chain's last used Sequence."""
+
+    def __init__(self, committed_sequence: Callable[[str], int], max_size: int = 100_000) -> None:
+        self._committed_sequence = committed_sequence
+        self.max_size = max_size
+        self._lock = threading.Lock()
+        self._by_hash: OrderedDict[bytes, SignedTransaction] = OrderedDict()
+        self._next_seq: dict[str, int] = {}  # next expected Sequence per account with pending txs
+        self._pending_count: dict[str, int] = {}
+        self.arrived = threading.Event()
+
+    def __len__(self) -> int:
+        return len(self._by_hash)
+
+    def __contains__(self, tx_hash: bytes) -> bool:
+        return tx_hash in self._by_hash
+
+    def add(self, tx: SignedTransaction) -> None:
+        with self._lock:
+            if tx.hash in self._by_hash:
+                raise DuplicateTransaction(f"transaction {tx.hash_hex} is already queued")
+            if len(self._by_hash) >= self.max_size:
+                raise MempoolFull(f"the mempool holds {self.max_size} transactions; retry later")
+            expected = self._next_seq.get(tx.account)
+            if expected is None:
+                expected = self._committed_sequence(tx.account) + 1
+            if tx.sequence < expected:
+                raise BadNonce(f"Sequence {tx.sequence} was already used; next is {expected}")
+            if tx.sequence > expected:
+                raise FutureNonce(f"Sequence {tx.sequence} skips ahead; next is {expected}")
+            self._by_hash[tx.hash] = tx
+            self._next_seq[tx.account] = expected + 1
+            self._pending_count[tx.account] = self._pending_count.get(tx.account, 0) + 1
+        self.arrived.set()
+
+    def next_sequence(self, account: str) -> int | None:
+        """The next Sequence the pool expects from ``account`` if it holds any of its txs."""
+        with self._lock:
+            return self._next_seq.get(account)
+
+    def take(self, limit: int) -> list[SignedTransaction]:
+        """Up to ``limit`` transactions in arrival order (per-account order is preserved)."""
+        with self._lock:
+            out = []
+            for tx in self._by_hash.values():
+                if len(out) >= limit:
+                    break
+                out.append(tx)
+            return out
+
+    def remove(self, txs: list[SignedTransaction]) -> None:
+        """Drop transactions that were committed (or that a block rejected)."""
+        with self._lock:
+            for tx in txs:
+                if self._by_hash.pop(tx.hash, None) is None:
+                    continue
+                left = self._pending_count.get(tx.account, 1) - 1
+                if left <= 0:
+                    self._pending_count.pop(tx.account, None)
+                    self._next_seq.pop(tx.account, None)
+                else:
+                    self._pending_count[tx.account] = left
+            if not self._by_hash:
+                self.arrived.clear()

@@ -1,0 +1,236 @@
+"""A validating node: admits transactions, cuts blocks, commits them and tells subscribers.
+
+This is the single-validator mode (development, and the base the BFT network builds on): the
+node proposes and commits its own blocks. A block is cut when ``max_block_txs`` transactions are
+waiting or ``max_block_wait_ms`` after the first of them arrived; no block is made when there is
+nothing to commit.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from tablechain.crypto import PrivateKey, address_to_text, parse_json
+from tablechain.ledger.blocks import Block
+from tablechain.ledger.chain import Genesis, Ledger
+from tablechain.ledger.errors import BadNonce, InvalidTransaction, LedgerError
+from tablechain.ledger.execution import AdmissionHook, ExecutorRegistry
+from tablechain.ledger.mempool import Mempool
+from tablechain.ledger.transactions import (
+    MAX_TX_BYTES,
+    SignedTransaction,
+    SQLStatement,
+    SQLTransaction,
+    TableListSet,
+    parse_transaction,
+)
+
+__all__ = ["Node", "NodeConfig", "Event", "touched_tables"]
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class NodeConfig:
+    max_block_txs: int | None = None  # default from genesis
+    max_block_wait_ms: int | None = None
+    mempool_size: int = 100_000
+
+
+@dataclass(frozen=True)
+class Event:
+    """A subscription event, in ChainSQL's shape."""
+
+    kind: str  # "singleTransaction" or "table"
+    status: str  # validate_success, validate_fail, db_success, db_error
+    tx_hash: str
+    ledger_index: int
+    result: str
+    message: str = ""
+    owner: str | None = None
+    table: str | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"type": self.kind, "status": self.status,
+                               "transaction": self.tx_hash, "ledger_index": self.ledger_index,
+                               "result": self.result}
+        if self.message:
+            out["error_message"] = self.message
+        if self.owner is not None:
+            out["owner"], out["tablename"] = self.owner, self.table
+        return out
+
+
+def touched_tables(tx: SignedTransaction) -> list[tuple[str, str]]:
+    """(owner, table name) of every table a table transaction names, in order, unique."""
+    body = tx.body
+    statements: list[Any]
+    if isinstance(body, SQLTransaction):
+        statements = list(body.statements)
+    elif isinstance(body, (TableListSet, SQLStatement)):
+        statements = [body]
+    else:
+        return []
+    out: list[tuple[str, str]] = []
+    for st in statements:
+        owner = st.owner or tx.account
+        for ref in st.tables:
+            for name in (ref.name, ref.new_name):
+                if name and (owner, name) not in out:
+                    out.append((owner, name))
+    return out
+
+
+class Node:
+    """One validator on one database."""
+
+    def __init__(self, db_url: str, genesis: Genesis, key: PrivateKey,
+                 config: NodeConfig | None = None, registry: ExecutorRegistry | None = None,
+                 admission: AdmissionHook | None = None,
+                 clock: Callable[[], int] | None = None) -> None:
+        self.config = config or NodeConfig()
+        self.ledger = Ledger(db_url, genesis, registry, admission)
+        self.genesis = genesis
+        self.key = key
+        self.address = address_to_text(key.address())
+        self.max_block_txs = self.config.max_block_txs or genesis.max_block_txs
+        self.max_block_wait_ms = self.config.max_block_wait_ms or genesis.max_block_wait_ms
+        self.mempool = Mempool(self.ledger.account_sequence, self.config.mempool_size)
+        self._clock = clock or (lambda: int(time.time() * 1000))
+        self._subscribers: list[Callable[[Event], None]] = []
+        self._sub_lock = threading.Lock()
+        self._committed = threading.Condition()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self.admission = admission
+
+    # --- admission of transactions -----------------------------------------------------------
+
+    def check_transaction(self, tx_json: Any, size: int | None = None) -> SignedTransaction:
+        """Stateless checks (shape, size, signature) of a submitted transaction."""
+        return parse_transaction(tx_json, self.ledger.suite, self.genesis.network_id, size)
+
+    def submit(self, tx_json: Any, size: int | None = None) -> SignedTransaction:
+        """Admit a transaction to the mempool or raise a ``TablechainError``."""
+        tx = self.check_transaction(tx_json, size)
+        if self.admission is not None and hasattr(self.admission, "check_submission"):
+            self.admission.check_submission(self.ledger, tx)
+        try:
+            committed = self.ledger.transaction(tx.hash_hex)
+        except LedgerError:
+            committed = None
+        if committed is not None:
+            raise BadNonce(f"transaction {tx.hash_hex} is already in block "
+                           f"{committed['ledger_index']}")
+        self.mempool.add(tx)
+        return tx
+
+    def submit_blob(self, data: bytes) -> SignedTransaction:
+        if len(data) > MAX_TX_BYTES + 4096:
+            raise InvalidTransaction(f"request of {len(data)} bytes is too large")
+        return self.submit(parse_json(data), len(data))
+
+    # --- block production --------------------------------------------------------------------
+
+    def produce_block(self) -> Block | None:
+        """Cut, execute and commit one block from the mempool; None when it is empty."""
+        txs = self.mempool.take(self.max_block_txs)
+        if not txs:
+            return None
+        pending = self.ledger.execute(txs, self._clock(), self.address)
+        block = pending.commit()
+        self.mempool.remove(txs)
+        self._notify(block)
+        return block
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            if not self.mempool.arrived.wait(0.05):
+                continue
+            deadline = time.monotonic() + self.max_block_wait_ms / 1000
+            while (len(self.mempool) < self.max_block_txs and time.monotonic() < deadline
+                   and not self._stop.is_set()):
+                time.sleep(0.002)
+            try:
+                self.produce_block()
+            except Exception:  # keep serving; the failed block left no trace (atomic)
+                log.exception("block production failed")
+                time.sleep(0.1)
+
+    def start(self) -> None:
+        if self._thread is None:
+            self._stop.clear()
+            self._thread = threading.Thread(target=self._run, name="block-producer", daemon=True)
+            self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=10)
+            self._thread = None
+        self.ledger.close()
+
+    # --- events ------------------------------------------------------------------------------
+
+    def subscribe(self, callback: Callable[[Event], None]) -> Callable[[], None]:
+        with self._sub_lock:
+            self._subscribers.append(callback)
+
+        def unsubscribe() -> None:
+            with self._sub_lock:
+                if callback in self._subscribers:
+                    self._subscribers.remove(callback)
+
+        return unsubscribe
+
+    def _notify(self, block: Block) -> None:
+        with self._committed:
+            self._committed.notify_all()
+        with self._sub_lock:
+            subscribers = list(self._subscribers)
+        if not subscribers:
+            return
+        height = block.header.height
+        events = []
+        for tx, receipt in zip(block.transactions, block.receipts, strict=True):
+            ok = receipt.success
+            events.append(Event("singleTransaction", "validate_success" if ok else "validate_fail",
+                                tx.hash_hex, height, receipt.result, receipt.message))
+            events.append(Event("singleTransaction", "db_success" if ok else "db_error",
+                                tx.hash_hex, height, receipt.result, receipt.message))
+            if ok:
+                for owner, name in touched_tables(tx):
+                    events.append(Event("table", "db_success", tx.hash_hex, height,
+                                        receipt.result, "", owner, name))
+        for event in events:
+            for callback in subscribers:
+                try:
+                    callback(event)
+                except Exception:
+                    log.exception("subscriber failed")
+
+    def wait_for(self, tx_hash: str, timeout: float = 30.0) -> Mapping[str, Any]:
+        """Block until ``tx_hash`` is committed; its record, or raise ``NotFound``."""
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                return self.ledger.transaction(tx_hash)
+            except LedgerError:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    raise
+                with self._committed:
+                    self._committed.wait(min(left, 0.2))
+
+    def server_info(self) -> dict[str, Any]:
+        head = self.ledger.head
+        return {"network_id": self.genesis.network_id, "chain": self.genesis.hash(),
+                "suite": self.genesis.suite, "validator": self.address,
+                "ledger_index": head.height, "ledger_hash": head.hash(self.ledger.suite),
+                "close_time_ms": head.timestamp_ms, "mempool": len(self.mempool),
+                "max_block_txs": self.max_block_txs, "max_block_wait_ms": self.max_block_wait_ms}

@@ -1,0 +1,240 @@
+"""World state: a key-value store with a homomorphic root, overlaid for one block.
+
+Everything consensus must agree on beside the rows themselves lives here as canonical-JSON
+values under string keys: account nonces (``acct/``), table metadata (``table/``), grants
+(``grant/``), strict-mode pointers (inside the table metadata) and each table's row digest
+(``rows/``). The state root is the LtHash of all ``(key, value)`` pairs, so a change costs O(1)
+and two states with any different entry (a different row included) have different roots.
+
+``StateOverlay`` buffers a block's writes in memory with an undo journal so a failed
+transaction is rolled back exactly; ``flush`` writes the block's net changes in sorted key order.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection
+
+from tablechain.crypto import canonical_json, parse_json
+from tablechain.ledger.digest import LtHash
+from tablechain.ledger.storage import LedgerTables
+
+__all__ = ["StateOverlay", "TableDigest", "STATE_LTHASH_KEY"]
+
+STATE_LTHASH_KEY = "state_lthash"
+_ABSENT = object()
+
+
+def _entry(key: str, value: bytes) -> bytes:
+    return key.encode("utf-8") + b"\x00" + value
+
+
+class TableDigest:
+    """A table's row multiset digest plus its row count and next row id."""
+
+    def __init__(self, name_in_db: str, vector: LtHash, rows: int, next_rowid: int) -> None:
+        self.name_in_db = name_in_db
+        self.vector = vector
+        self.rows = rows
+        self.next_rowid = next_rowid
+
+
+class StateOverlay:
+    """One block's view of state: reads through to the database, writes buffered."""
+
+    def __init__(self, conn: Connection, tables: LedgerTables) -> None:
+        self.conn = conn
+        self.t = tables
+        self._cache: dict[str, Any] = {}  # key -> decoded value or None (absent)
+        self._original: dict[str, bytes | None] = {}  # raw value at block start, for the root
+        self._dirty: set[str] = set()
+        self._digests: dict[str, TableDigest] = {}
+        self._dirty_digests: set[str] = set()
+        self._journal: list[Callable[[], None]] = []
+
+    # --- key-value --------------------------------------------------------------------------
+
+    def _load(self, key: str) -> Any:
+        if key not in self._cache:
+            raw = self.conn.execute(
+                sa.select(self.t.kv.c.value).where(self.t.kv.c.key == key)
+            ).scalar_one_or_none()
+            self._original[key] = raw
+            self._cache[key] = None if raw is None else parse_json(raw)
+        return self._cache[key]
+
+    def get(self, key: str, default: Any = None) -> Any:
+        value = self._load(key)
+        return default if value is None else value
+
+    def set(self, key: str, value: Any) -> None:
+        """Set ``key`` to a JSON value; ``None`` deletes it."""
+        previous = self._load(key)
+        was_dirty = key in self._dirty
+        self._cache[key] = value
+        self._dirty.add(key)
+
+        def undo() -> None:
+            self._cache[key] = previous
+            if not was_dirty:
+                self._dirty.discard(key)
+
+        self._journal.append(undo)
+
+    def delete(self, key: str) -> None:
+        self.set(key, None)
+
+    def scan(self, prefix: str) -> list[tuple[str, Any]]:
+        """Every live entry whose key starts with ``prefix``, sorted by key."""
+        rows = self.conn.execute(
+            sa.select(self.t.kv.c.key).where(self.t.kv.c.key.startswith(prefix, autoescape=True))
+        ).scalars().all()
+        keys = set(rows) | {k for k in self._cache if k.startswith(prefix)}
+        out = []
+        for key in sorted(keys):
+            value = self._load(key)
+            if value is not None:
+                out.append((key, value))
+        return out
+
+    # --- table digests ----------------------------------------------------------------------
+
+    def table_digest(self, name_in_db: str) -> TableDigest:
+        if name_in_db not in self._digests:
+            info = self.get(f"rows/{name_in_db}")
+            vector = self.conn.execute(
+                sa.select(self.t.digests.c.vector).where(self.t.digests.c.name_in_db == name_in_db)
+            ).scalar_one_or_none()
+            if info is None:
+                self._digests[name_in_db] = TableDigest(name_in_db, LtHash(), 0, 1)
+            else:
+                self._digests[name_in_db] = TableDigest(
+                    name_in_db, LtHash(vector), int(info["rows"]), int(info["next_rowid"])
+                )
+        return self._digests[name_in_db]
+
+    def add_rows(self, name_in_db: str, encoded_rows: list[bytes], new_rowids: int = 0) -> None:
+        """Add encoded rows to a table's digest (and reserve ``new_rowids`` row ids)."""
+        d = self.table_digest(name_in_db)
+        d.vector.add_many(encoded_rows)
+        d.rows += len(encoded_rows)
+        d.next_rowid += new_rowids
+        self._mark_digest(name_in_db)
+
+        def undo() -> None:
+            for row in encoded_rows:
+                d.vector.remove(row)
+            d.rows -= len(encoded_rows)
+            d.next_rowid -= new_rowids
+
+        self._journal.append(undo)
+
+    def remove_rows(self, name_in_db: str, encoded_rows: list[bytes]) -> None:
+        d = self.table_digest(name_in_db)
+        for row in encoded_rows:
+            d.vector.remove(row)
+        d.rows -= len(encoded_rows)
+        self._mark_digest(name_in_db)
+
+        def undo() -> None:
+            d.vector.add_many(encoded_rows)
+            d.rows += len(encoded_rows)
+
+        self._journal.append(undo)
+
+    def reset_table_digest(self, name_in_db: str, drop: bool = False) -> None:
+        """Forget a table's rows (drop, or before a rebuild)."""
+        d = self.table_digest(name_in_db)
+        saved = (d.vector.copy(), d.rows, d.next_rowid)
+        d.vector, d.rows = LtHash(), 0
+        if drop:
+            d.next_rowid = -1  # marks the digest entry for deletion at flush
+        self._mark_digest(name_in_db)
+
+        def undo() -> None:
+            d.vector, d.rows, d.next_rowid = saved
+
+        self._journal.append(undo)
+
+    def _mark_digest(self, name_in_db: str) -> None:
+        was = name_in_db in self._dirty_digests
+        self._dirty_digests.add(name_in_db)
+        if not was:
+            self._journal.append(lambda: self._dirty_digests.discard(name_in_db))
+
+    # --- transactions within the block -------------------------------------------------------
+
+    @contextmanager
+    def atomic(self) -> Iterator[None]:
+        """All or nothing for the enclosed changes: a SQL savepoint plus the undo journal."""
+        mark = len(self._journal)
+        savepoint = self.conn.begin_nested()
+        try:
+            yield
+        except BaseException:
+            savepoint.rollback()
+            while len(self._journal) > mark:
+                self._journal.pop()()
+            raise
+        else:
+            savepoint.commit()
+
+    # --- end of block ------------------------------------------------------------------------
+
+    def flush(self) -> bytes:
+        """Write the block's net changes; return the new state root (32 bytes)."""
+        for name in sorted(self._dirty_digests):
+            d = self._digests[name]
+            if d.next_rowid < 0:
+                self.set(f"rows/{name}", None)
+                self.conn.execute(sa.delete(self.t.digests).where(self.t.digests.c.name_in_db == name))
+                continue
+            self.set(f"rows/{name}", {"digest": d.vector.digest().hex(), "rows": d.rows,
+                                      "next_rowid": d.next_rowid})
+            self._upsert(self.t.digests, "name_in_db", name, "vector", d.vector.to_bytes())
+        self._dirty_digests.clear()
+        root = self._root_vector()
+        for key in sorted(self._dirty):
+            old = self._original.get(key)
+            new_value = self._cache[key]
+            new = None if new_value is None else canonical_json(new_value)
+            if old == new:
+                continue
+            if old is not None:
+                root.remove(_entry(key, old))
+                if new is None:
+                    self.conn.execute(sa.delete(self.t.kv).where(self.t.kv.c.key == key))
+            if new is not None:
+                root.add(_entry(key, new))
+                if old is None:
+                    self.conn.execute(sa.insert(self.t.kv).values(key=key, value=new))
+                else:
+                    self.conn.execute(
+                        sa.update(self.t.kv).where(self.t.kv.c.key == key).values(value=new)
+                    )
+            self._original[key] = new
+        self._dirty.clear()
+        self._journal.clear()
+        self._upsert(self.t.meta, "key", STATE_LTHASH_KEY, "value", root.to_bytes())
+        return root.digest()
+
+    def _root_vector(self) -> LtHash:
+        raw = self.conn.execute(
+            sa.select(self.t.meta.c.value).where(self.t.meta.c.key == STATE_LTHASH_KEY)
+        ).scalar_one_or_none()
+        return LtHash(raw)
+
+    def state_root(self) -> bytes:
+        """The root as last flushed."""
+        return self._root_vector().digest()
+
+    def _upsert(self, table: sa.Table, key_col: str, key: str, val_col: str, value: bytes) -> None:
+        updated = self.conn.execute(
+            sa.update(table).where(table.c[key_col] == key).values({val_col: value})
+        ).rowcount
+        if not updated:
+            self.conn.execute(sa.insert(table).values({key_col: key, val_col: value}))

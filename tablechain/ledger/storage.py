@@ -1,0 +1,95 @@
+"""The node's database: chain records and state beside the user tables, in one database.
+
+Blocks, transactions, receipts, the state key-value store and the table digests live in ``tc_*``
+tables of the same SQL database as the user tables, so that a block, its state and its rows land
+in a single commit. SQLite runs in WAL mode; PostgreSQL and MariaDB are reached the same way.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Engine
+
+__all__ = ["LedgerTables", "create_ledger_engine", "physical_table_name"]
+
+
+def physical_table_name(name_in_db: str) -> str:
+    """The SQL table that holds a ChainSQL table's rows (NameInDB indirection)."""
+    return "t_" + name_in_db
+
+
+def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
+    cur = dbapi_conn.cursor()
+    cur.execute("PRAGMA journal_mode=WAL")
+    cur.execute("PRAGMA synchronous=NORMAL")  # durable across process crashes in WAL mode
+    cur.execute("PRAGMA foreign_keys=ON")
+    cur.close()
+
+
+def create_ledger_engine(url: str) -> Engine:
+    """An engine for ``url`` with the settings the ledger relies on."""
+    if url.startswith("sqlite"):
+        engine = sa.create_engine(url, connect_args={"check_same_thread": False, "timeout": 30})
+        sa.event.listen(engine, "connect", _sqlite_pragmas)
+        # Let SQLAlchemy emit BEGIN itself so savepoints nest properly under pysqlite.
+        @sa.event.listens_for(engine, "connect")
+        def _no_autobegin(dbapi_conn: Any, _record: Any) -> None:
+            dbapi_conn.isolation_level = None
+
+        @sa.event.listens_for(engine, "begin")
+        def _begin(conn: Any) -> None:
+            conn.exec_driver_sql("BEGIN IMMEDIATE")
+
+        return engine
+    if url.startswith("mysql") or url.startswith("mariadb"):
+        return sa.create_engine(url, pool_pre_ping=True, isolation_level="READ COMMITTED")
+    return sa.create_engine(url, pool_pre_ping=True)
+
+
+class LedgerTables:
+    """SQLAlchemy metadata of the ledger's own tables."""
+
+    def __init__(self) -> None:
+        self.metadata = sa.MetaData()
+        m = self.metadata
+        self.meta = sa.Table(
+            "tc_meta", m,
+            sa.Column("key", sa.String(64), primary_key=True),
+            sa.Column("value", sa.LargeBinary(length=1 << 20), nullable=False),
+        )
+        self.blocks = sa.Table(
+            "tc_blocks", m,
+            sa.Column("height", sa.BigInteger, primary_key=True, autoincrement=False),
+            sa.Column("hash", sa.String(64), nullable=False, unique=True),
+            sa.Column("header", sa.Text, nullable=False),
+            sa.Column("certificate", sa.Text, nullable=True),
+        )
+        self.txs = sa.Table(
+            "tc_txs", m,
+            sa.Column("hash", sa.String(64), primary_key=True),
+            sa.Column("height", sa.BigInteger, nullable=False, index=True),
+            sa.Column("idx", sa.Integer, nullable=False),
+            sa.Column("account", sa.String(42), nullable=False),
+            sa.Column("sequence", sa.BigInteger, nullable=False),
+            sa.Column("tx", sa.Text().with_variant(sa.dialects.mysql.LONGTEXT(), "mysql"),
+                      nullable=False),
+            sa.Column("result", sa.String(64), nullable=False),
+            sa.Column("receipt", sa.Text, nullable=False),
+        )
+        self.kv = sa.Table(
+            "tc_kv", m,
+            sa.Column("key", sa.String(255).with_variant(
+                sa.dialects.mysql.VARCHAR(255, collation="utf8mb4_bin"), "mysql"),
+                primary_key=True),
+            sa.Column("value", sa.LargeBinary(length=1 << 24), nullable=False),
+        )
+        self.digests = sa.Table(
+            "tc_digests", m,
+            sa.Column("name_in_db", sa.String(64), primary_key=True),
+            sa.Column("vector", sa.LargeBinary(length=4096), nullable=False),
+        )
+
+    def create_all(self, engine: Engine) -> None:
+        self.metadata.create_all(engine)

@@ -1,0 +1,345 @@
+"""The table engine: ChainSQL tables materialised as real SQL tables through SQLAlchemy Core.
+
+A table is known in state by ``(owner, name)``; its rows live in the physical table
+``t_<NameInDB>``, so a rename touches metadata only. Every row carries a hidden ``_tc_rowid``
+assigned deterministically from the table's counter; every row change updates the table's
+LtHash digest in the state overlay, so the state root covers the rows themselves.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import decimal
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection
+
+from tablechain.crypto import canonical_json
+from tablechain.ledger.errors import BadField, LedgerError, TableNotFound
+from tablechain.ledger.query import (
+    Condition,
+    ReadQuery,
+    build_select,
+    condition_to_sql,
+)
+from tablechain.ledger.schema import FieldDef, build_table, coerce_value, parse_fields
+from tablechain.ledger.state import StateOverlay
+from tablechain.ledger.storage import physical_table_name
+
+__all__ = ["TableMeta", "TableEngine", "RowConflict", "ROWID", "table_key", "json_value"]
+
+ROWID = "_tc_rowid"
+# Receipts must be identical on every backend, so the driver's own wording is never used.
+_CONFLICT = "the {} breaks a PRIMARY KEY, UNIQUE or NOT NULL constraint of the table"
+
+
+class RowConflict(LedgerError):
+    """A row breaks a PRIMARY KEY / UNIQUE / NOT NULL constraint."""
+
+    code = "tefTABLE_CONSTRAINT"
+
+
+def table_key(owner: str, name: str) -> str:
+    return f"table/{owner}/{name}"
+
+
+@dataclass(frozen=True)
+class TableMeta:
+    """A table's metadata as kept in state."""
+
+    owner: str
+    name: str
+    name_in_db: str
+    raw_fields: tuple[Any, ...]
+    rule: Any
+    token: str | None
+    strict_pointer: str
+    created_height: int
+
+    def to_json(self) -> dict[str, Any]:
+        return {"owner": self.owner, "name": self.name, "name_in_db": self.name_in_db,
+                "fields": list(self.raw_fields), "rule": self.rule, "token": self.token,
+                "strict_pointer": self.strict_pointer, "created_height": self.created_height}
+
+    @classmethod
+    def from_json(cls, obj: Mapping[str, Any]) -> TableMeta:
+        return cls(obj["owner"], obj["name"], obj["name_in_db"], tuple(obj["fields"]),
+                   obj.get("rule"), obj.get("token"), obj["strict_pointer"],
+                   int(obj["created_height"]))
+
+    @property
+    def confidential(self) -> bool:
+        return self.token is not None
+
+
+def json_value(field: FieldDef, value: Any) -> Any:
+    """A stored value as canonical JSON (identical whichever backend returned it)."""
+    if value is None:
+        return None
+    if isinstance(value, bool):
+        return int(value)
+    if isinstance(value, int):
+        return value
+    if isinstance(value, decimal.Decimal):
+        scale = field.accuracy if field.accuracy is not None else None
+        if scale is not None:
+            value = value.quantize(decimal.Decimal(1).scaleb(-scale))
+        text = format(value, "f")
+        return text
+    if isinstance(value, _dt.datetime):
+        return value.strftime("%Y-%m-%d %H:%M:%S")
+    if isinstance(value, _dt.date):
+        return value.isoformat()
+    if isinstance(value, (bytes, bytearray, memoryview)):
+        return bytes(value).hex()
+    return value
+
+
+class TableEngine:
+    """Physical table operations on one connection, keeping digests in the overlay."""
+
+    def __init__(self, conn: Connection, state: StateOverlay, hasher: Callable[[bytes], bytes],
+                 ddl_engine: sa.engine.Engine | None = None) -> None:
+        self.conn = conn
+        self.state = state
+        # MySQL/MariaDB commit implicitly on DDL. There, tables are created on a side
+        # connection (a new table cannot be touched by the open block yet) and dropped only
+        # after the block commits, so a block still applies all or nothing.
+        self.implicit_commit_ddl = conn.dialect.name == "mysql"
+        self.ddl_engine = ddl_engine
+        self.deferred_drops: list[sa.Table] = []
+        self._tables: dict[tuple[str, bytes], tuple[sa.Table, tuple[FieldDef, ...]]] = {}
+        self.hasher = hasher
+
+    # --- metadata ----------------------------------------------------------------------------
+
+    def lookup(self, owner: str, name: str) -> TableMeta:
+        obj = self.state.get(table_key(owner, name))
+        if obj is None:
+            raise TableNotFound(f"table {name!r} of {owner} does not exist")
+        return TableMeta.from_json(obj)
+
+    def find(self, owner: str, name: str) -> TableMeta | None:
+        obj = self.state.get(table_key(owner, name))
+        return None if obj is None else TableMeta.from_json(obj)
+
+    def save(self, meta: TableMeta) -> None:
+        self.state.set(table_key(meta.owner, meta.name), meta.to_json())
+
+    def physical(self, meta: TableMeta) -> tuple[sa.Table, tuple[FieldDef, ...]]:
+        key = (meta.name_in_db, canonical_json(list(meta.raw_fields)))
+        if key not in self._tables:
+            fields = parse_fields(list(meta.raw_fields))
+            table = build_table(sa.MetaData(), physical_table_name(meta.name_in_db), fields)
+            self._tables[key] = (table, fields)
+        return self._tables[key]
+
+    # --- DDL ---------------------------------------------------------------------------------
+
+    def create_physical(self, meta: TableMeta) -> None:
+        table, _ = self.physical(meta)
+        if self.implicit_commit_ddl:
+            if self.ddl_engine is None:
+                raise LedgerError("MySQL/MariaDB needs a DDL engine for table creation")
+            with self.ddl_engine.begin() as side:
+                # A block that was rolled back may have left this (empty) table behind.
+                table.drop(side, checkfirst=True)
+                table.create(side)
+        else:
+            table.create(self.conn)
+
+    def drop_physical(self, meta: TableMeta) -> None:
+        table, _ = self.physical(meta)
+        if self.implicit_commit_ddl:
+            self.deferred_drops.append(table)
+        else:
+            table.drop(self.conn)
+        self.state.reset_table_digest(meta.name_in_db, drop=True)
+
+    def finish_block(self) -> None:
+        """After the block's commit: carry out deferred drops (MySQL/MariaDB)."""
+        drops, self.deferred_drops = self.deferred_drops, []
+        if drops and self.ddl_engine is not None:
+            with self.ddl_engine.begin() as side:
+                for table in drops:
+                    table.drop(side, checkfirst=True)
+
+    def abandon_block(self) -> None:
+        self.deferred_drops = []
+
+    def rebuild_schema(self, meta: TableMeta, raw_fields: list[Any], pointer: str,
+                       tx_hash: str) -> TableMeta:
+        """Apply a schema change by copying the rows into a new physical table.
+
+        The new table gets a new NameInDB; the old one is dropped. Copying keeps the change
+        atomic on every backend (MySQL's ALTER TABLE would commit the block) and re-validates
+        every value against its new type.
+        """
+        new_fields = parse_fields(raw_fields)
+        name_in_db = self.state_hash([meta.name_in_db, tx_hash])
+        new_meta = TableMeta(meta.owner, meta.name, name_in_db, tuple(raw_fields), meta.rule,
+                             meta.token, pointer, meta.created_height)
+        rows = self.matching_rows(meta, None)
+        self.create_physical(new_meta)
+        by_name = {f.name: f for f in new_fields}
+        completed = []
+        for rowid, row in rows:
+            kept = {k: v for k, v in row.items() if k in by_name}
+            new_row = self.complete_row(new_fields, kept, rowid)
+            completed.append((rowid, new_row))
+        table, _ = self.physical(new_meta)
+        if completed:
+            self.conn.execute(sa.insert(table), [
+                {ROWID: rowid, **self._db_values(new_fields, row)} for rowid, row in completed])
+        old_digest = self.state.table_digest(meta.name_in_db)
+        self.state.add_rows(name_in_db, [self.encode_row(r, row) for r, row in completed],
+                            new_rowids=old_digest.next_rowid - 1)
+        self.drop_physical(meta)
+        self.save(new_meta)
+        return new_meta
+
+    def state_hash(self, parts: list[Any]) -> str:
+        return self.hasher(canonical_json(parts)).hex()[:40]
+
+    # --- rows --------------------------------------------------------------------------------
+
+    @staticmethod
+    def encode_row(rowid: int, row: Mapping[str, Any]) -> bytes:
+        return canonical_json([rowid, dict(row)])
+
+    def complete_row(self, fields: Sequence[FieldDef], given: Mapping[str, Any],
+                     rowid: int) -> dict[str, Any]:
+        """Validate a row to insert: coerce every value, apply defaults and auto-increment."""
+        if not isinstance(given, dict):
+            raise BadField("each row to insert is a JSON object")
+        names = {f.name for f in fields}
+        unknown = sorted(set(given) - names)
+        if unknown:
+            raise BadField(f"unknown fields {unknown}")
+        row: dict[str, Any] = {}
+        for f in fields:
+            if f.name in given and given[f.name] is not None:
+                row[f.name] = json_value(f, coerce_value(f, given[f.name]))
+            elif f.ai:
+                row[f.name] = rowid
+            elif f.default is not None:
+                row[f.name] = json_value(f, coerce_value(f, f.default))
+            elif f.nn or f.pk:
+                raise BadField(f"field {f.name!r} is NOT NULL and has no value")
+            else:
+                row[f.name] = None
+        return row
+
+    def _db_values(self, fields: Sequence[FieldDef], row: Mapping[str, Any]) -> dict[str, Any]:
+        return {f.name: (None if row[f.name] is None else coerce_value(f, row[f.name]))
+                for f in fields}
+
+    def insert_rows(self, meta: TableMeta, rows: Sequence[Mapping[str, Any]]) -> list[int]:
+        """Insert already completed rows (see ``complete_row``); returns their row ids."""
+        table, fields = self.physical(meta)
+        digest = self.state.table_digest(meta.name_in_db)
+        first = digest.next_rowid
+        params = []
+        encoded = []
+        for i, row in enumerate(rows):
+            rowid = first + i
+            params.append({ROWID: rowid, **self._db_values(fields, row)})
+            encoded.append(self.encode_row(rowid, row))
+        try:
+            self.conn.execute(sa.insert(table), params)
+        except sa.exc.IntegrityError as exc:
+            raise RowConflict(_CONFLICT.format("insert")) from exc
+        self.state.add_rows(meta.name_in_db, encoded, new_rowids=len(rows))
+        return [first + i for i in range(len(rows))]
+
+    def next_rowid(self, meta: TableMeta) -> int:
+        return self.state.table_digest(meta.name_in_db).next_rowid
+
+    def matching_rows(self, meta: TableMeta, condition: Condition | None,
+                      limit: int | None = None) -> list[tuple[int, dict[str, Any]]]:
+        """``(rowid, row)`` of the rows matching ``condition``, in row-id order."""
+        table, fields = self.physical(meta)
+        stmt = sa.select(table)
+        if condition is not None:
+            stmt = stmt.where(condition_to_sql(condition, table))
+        stmt = stmt.order_by(table.c[ROWID])
+        if limit is not None:
+            stmt = stmt.limit(limit)
+        out = []
+        for rec in self.conn.execute(stmt):
+            m = rec._mapping
+            out.append((int(m[ROWID]), {f.name: json_value(f, m[f.name]) for f in fields}))
+        return out
+
+    def count_rows(self, meta: TableMeta, condition: Condition | None) -> int:
+        table, _ = self.physical(meta)
+        stmt = sa.select(sa.func.count()).select_from(table)
+        if condition is not None:
+            stmt = stmt.where(condition_to_sql(condition, table))
+        return int(self.conn.execute(stmt).scalar_one())
+
+    def update_rows(self, meta: TableMeta, changes: Mapping[str, Any],
+                    condition: Condition | None) -> int:
+        """Set ``changes`` (raw JSON values) on every row matching ``condition``."""
+        table, fields = self.physical(meta)
+        by_name = {f.name: f for f in fields}
+        for name in changes:
+            if name not in by_name:
+                raise BadField(f"unknown field {name!r} in update")
+        new_values = {
+            name: (None if v is None else json_value(by_name[name], coerce_value(by_name[name], v)))
+            for name, v in changes.items()
+        }
+        for name, v in new_values.items():
+            if v is None and (by_name[name].nn or by_name[name].pk):
+                raise BadField(f"field {name!r} is NOT NULL")
+        rows = self.matching_rows(meta, condition)
+        if not rows:
+            return 0
+        old_enc, new_enc, params = [], [], []
+        for rowid, row in rows:
+            new_row = {**row, **new_values}
+            old_enc.append(self.encode_row(rowid, row))
+            new_enc.append(self.encode_row(rowid, new_row))
+            params.append({"_rid": rowid, **{
+                n: (None if new_row[n] is None else coerce_value(by_name[n], new_row[n]))
+                for n in new_values}})
+        stmt = (sa.update(table).where(table.c[ROWID] == sa.bindparam("_rid"))
+                .values({n: sa.bindparam(n) for n in new_values}))
+        try:
+            self.conn.execute(stmt, params)
+        except sa.exc.IntegrityError as exc:
+            raise RowConflict(_CONFLICT.format("update")) from exc
+        self.state.remove_rows(meta.name_in_db, old_enc)
+        self.state.add_rows(meta.name_in_db, new_enc)
+        return len(rows)
+
+    def delete_rows(self, meta: TableMeta, condition: Condition | None) -> int:
+        table, _ = self.physical(meta)
+        rows = self.matching_rows(meta, condition)
+        if not rows:
+            return 0
+        ids = [rowid for rowid, _ in rows]
+        for start in range(0, len(ids), 500):
+            self.conn.execute(sa.delete(table).where(table.c[ROWID].in_(ids[start:start + 500])))
+        self.state.remove_rows(meta.name_in_db, [self.encode_row(r, row) for r, row in rows])
+        return len(rows)
+
+    def select(self, meta: TableMeta, query: ReadQuery, extra: Condition | None) -> list[dict]:
+        """Rows of a read, visible columns only."""
+        table, fields = self.physical(meta)
+        by_name = {f.name: f for f in fields}
+        out = []
+        for rec in self.conn.execute(build_select(table, query, extra)):
+            m = rec._mapping
+            out.append({k: json_value(by_name[k], m[k]) for k in m.keys() if k in by_name})
+        return out
+
+    def rehash_table(self, meta: TableMeta) -> None:
+        """Recompute a table's digest from its rows (after a schema change)."""
+        self.state.reset_table_digest(meta.name_in_db)
+        rows = self.matching_rows(meta, None)
+        self.state.add_rows(meta.name_in_db, [self.encode_row(r, row) for r, row in rows])
