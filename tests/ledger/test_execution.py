@@ -169,7 +169,7 @@ def test_sql_transaction_is_all_or_nothing(harness):
         {"TransactionType": "SQLStatement", "OpType": 8, "Raw": [{"age": 3}, {"id": 1}], **t},
         {"TransactionType": "SQLStatement", "OpType": 10, "Raw": [{"id": 5}], **t},
     ]})
-    assert r.result == "tefASSERT_FAILED"
+    assert r.result == "tefTABLE_ASSERTFAILED"
     assert h.read(a, a, "people", [[]]) == []
     r = h.run(a, {"TransactionType": "SQLTransaction", "Statements": [
         {"TransactionType": "SQLStatement", "OpType": 6, "Raw": [{"id": 1}], **t},
@@ -236,7 +236,7 @@ def test_schema_changes(harness):
     assert not r.success
     assert h.run(a, {**tls, "OpType": 17, "Raw": [{"field": "name"}]}).success
     assert h.run(a, {**tls, "OpType": 18, "Raw": [{"field": "name"}]}).success
-    assert h.run(a, {**tls, "OpType": 15, "Raw": [{"field": "nosuch"}]}).result == "temBAD_RAW"
+    assert h.run(a, {**tls, "OpType": 15, "Raw": [{"field": "nosuch"}]}).result == "temBAD_FIELD"
     assert h.statement(a, 6, a, "p", [{"id": 2, "city": "c"}]).success
     assert ids(h.read(a, a, "p", [[]])) == [1, 2]
 
@@ -262,7 +262,7 @@ def test_injection_attempts_are_inert(harness):
             h.parse(h.sign(a, {"TransactionType": "TableListSet", "OpType": 1,
                                "Tables": [{"Table": {"TableName": name}}], "Raw": PEOPLE}, sequence=1))
     evil_field = [{"field": "id; DROP TABLE tc_kv", "type": "int"}]
-    assert h.create(a, "t", evil_field).result == "temBAD_RAW"
+    assert h.create(a, "t", evil_field).result == "temBAD_FIELD"
     assert h.create(a, "t", PEOPLE).success
     payload = "x'); DROP TABLE tc_kv; --"
     assert h.statement(a, 6, a, "t", [{"id": 1, "name": payload}]).success
