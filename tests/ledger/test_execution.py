@@ -247,7 +247,12 @@ def test_nonces_and_replay(harness):
     t1 = h.sign(a, {"TransactionType": "TableListSet", "OpType": 1,
                     "Tables": [{"Table": {"TableName": "n"}}], "Raw": PEOPLE})
     assert h.block(t1).receipts[0].success
-    assert h.block(t1).receipts[0].result == "tefPAST_SEQ"
+    with pytest.raises(LedgerError) as err:  # a committed transaction cannot come back
+        h.block(t1)
+    assert err.value.code == "tefBAD_LEDGER"
+    again = h.sign(a, {"TransactionType": "TableListSet", "OpType": 1,
+                       "Tables": [{"Table": {"TableName": "m"}}], "Raw": PEOPLE}, sequence=1)
+    assert h.block(again).receipts[0].result == "tefPAST_SEQ"
     skipped = h.sign(a, {"TransactionType": "SQLStatement", "OpType": 6, "Owner": a.address,
                          "Tables": [{"Table": {"TableName": "n"}}], "Raw": [{"id": 1}]}, sequence=5)
     assert h.block(skipped).receipts[0].result == "terPRE_SEQ"
