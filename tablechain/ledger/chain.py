@@ -250,8 +250,8 @@ class Ledger:
         if block.transactions:
             conn.execute(sa.insert(self.t.txs), [
                 {"hash": tx.hash_hex, "height": header.height, "idx": i, "account": tx.account,
-                 "sequence": tx.sequence, "tx": canonical_json(dict(tx.json)).decode(),
-                 "result": r.result, "receipt": canonical_json(r.to_json()).decode()}
+                 "sequence": tx.sequence, "tx": canonical_json(dict(tx.json), trusted=True).decode(),
+                 "result": r.result, "receipt": canonical_json(r.to_json(), trusted=True).decode()}
                 for i, (tx, r) in enumerate(zip(block.transactions, block.receipts, strict=True))
             ])
 
