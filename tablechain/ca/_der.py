@@ -3,8 +3,8 @@
 ``asn1crypto`` is not among the project's dependencies, and ``cryptography`` cannot build a
 certificate around an SM2 key, so the few structures the CA writes (TBSCertificate,
 TBSCertList, SubjectPublicKeyInfo, PKCS#8) are encoded here. The decoder accepts DER only:
-definite, minimally encoded lengths, low tag numbers, bounded nesting; anything else raises
-:class:`DerError`.
+definite, minimally encoded lengths, low tag numbers; anything else raises :class:`DerError`.
+Decoding is lazy (one level per :meth:`DerNode.children` call), so nesting cannot recurse.
 """
 
 from __future__ import annotations
@@ -44,7 +44,6 @@ BOOLEAN = 0x01
 UTC_TIME = 0x17
 GENERALIZED_TIME = 0x18
 
-_MAX_DEPTH = 32
 _EPOCH = _dt.datetime(1970, 1, 1, tzinfo=_dt.UTC)
 
 
@@ -153,7 +152,7 @@ class DerNode:
     def children(self) -> list[DerNode]:
         if not self.constructed:
             raise DerError(f"tag 0x{self.tag:02x} is not constructed")
-        return _decode_all(self.content, 1)
+        return _decode_all(self.content)
 
 
 def _read(data: bytes, pos: int) -> tuple[DerNode, int]:
@@ -183,9 +182,7 @@ def _read(data: bytes, pos: int) -> tuple[DerNode, int]:
     return DerNode(tag, data[pos:end], data[start:end]), end
 
 
-def _decode_all(data: bytes, depth: int) -> list[DerNode]:
-    if depth > _MAX_DEPTH:
-        raise DerError("DER nested too deeply")
+def _decode_all(data: bytes) -> list[DerNode]:
     out: list[DerNode] = []
     pos = 0
     while pos < len(data):

@@ -90,8 +90,15 @@ def gen_key(path: Path, algorithm: str) -> Path:
         openssl("genpkey", "-algorithm", "SM2", "-out", str(path))
     else:
         curve = {"p256": "prime256v1", "secp256k1": "secp256k1"}[algorithm]
-        openssl("genpkey", "-algorithm", "EC", "-pkeyopt", f"ec_paramgen_curve:{curve}",
-                "-out", str(path))
+        openssl(
+            "genpkey",
+            "-algorithm",
+            "EC",
+            "-pkeyopt",
+            f"ec_paramgen_curve:{curve}",
+            "-out",
+            str(path),
+        )
     return path
 
 
@@ -133,42 +140,104 @@ class OpenSSLCA:
         end: str = "20340101000000Z",
         algorithm_of_key: str = "p256",
     ) -> Path:
-        """A certificate for ``key`` with subject ``name`` (``/CN=.../OU=...``) signed by this CA."""
+        """A certificate for ``key``, subject ``name`` (``/CN=.../OU=...``), signed by this CA."""
         stem = name.strip("/").replace("/", "_").replace("=", "-").replace(" ", "")
         csr = self.dir / f"{stem}.csr"
-        req = ["req", "-new", "-key", str(key), "-subj", name, "-out", str(csr),
-               "-config", str(self.dir / "ca.cnf")]
+        req = [
+            "req",
+            "-new",
+            "-key",
+            str(key),
+            "-subj",
+            name,
+            "-out",
+            str(csr),
+            "-config",
+            str(self.dir / "ca.cnf"),
+        ]
         if algorithm_of_key == "sm2":
             req += ["-sm3", "-sigopt", DISTID]
         openssl(*req)
         out = self.dir / f"{stem}.pem"
-        args = ["ca", "-batch", "-config", str(self.dir / "ca.cnf"), "-cert", str(self.cert),
-                "-keyfile", str(self.key), "-in", str(csr), "-out", str(out), "-notext",
-                "-startdate", start, "-enddate", end, "-extfile", str(self.dir / "ext.cnf"),
-                "-extensions", extensions, *self._sign_args()]
+        args = [
+            "ca",
+            "-batch",
+            "-config",
+            str(self.dir / "ca.cnf"),
+            "-cert",
+            str(self.cert),
+            "-keyfile",
+            str(self.key),
+            "-in",
+            str(csr),
+            "-out",
+            str(out),
+            "-notext",
+            "-startdate",
+            start,
+            "-enddate",
+            end,
+            "-extfile",
+            str(self.dir / "ext.cnf"),
+            "-extensions",
+            extensions,
+            *self._sign_args(),
+        ]
         if algorithm_of_key == "sm2":
             args += ["-vfyopt", DISTID]
         openssl(*args)
         return out
 
-    def sub_ca(self, name: str, algorithm: str, *, extensions: str = "v3_ca",
-               start: str = "20200101000000Z", end: str = "20400101000000Z") -> OpenSSLCA:
+    def sub_ca(
+        self,
+        name: str,
+        algorithm: str,
+        *,
+        extensions: str = "v3_ca",
+        start: str = "20200101000000Z",
+        end: str = "20400101000000Z",
+    ) -> OpenSSLCA:
         stem = name.strip("/").replace("/", "_").replace("=", "-").replace(" ", "")
         child_dir = _ca_dir(self.dir.parent / stem)
         key = gen_key(child_dir / "ca.key", algorithm)
-        cert = self.issue(name, key, extensions=extensions, start=start, end=end,
-                          algorithm_of_key=algorithm)
+        cert = self.issue(
+            name, key, extensions=extensions, start=start, end=end, algorithm_of_key=algorithm
+        )
         shutil.copy(cert, child_dir / "ca.pem")
         return OpenSSLCA(child_dir, algorithm, key, child_dir / "ca.pem")
 
     def revoke(self, cert: Path, reason: str = "keyCompromise") -> None:
-        openssl("ca", "-batch", "-config", str(self.dir / "ca.cnf"), "-cert", str(self.cert),
-                "-keyfile", str(self.key), "-revoke", str(cert), "-crl_reason", reason)
+        openssl(
+            "ca",
+            "-batch",
+            "-config",
+            str(self.dir / "ca.cnf"),
+            "-cert",
+            str(self.cert),
+            "-keyfile",
+            str(self.key),
+            "-revoke",
+            str(cert),
+            "-crl_reason",
+            reason,
+        )
 
     def crl(self) -> bytes:
         out = self.dir / "crl.pem"
-        openssl("ca", "-batch", "-config", str(self.dir / "ca.cnf"), "-cert", str(self.cert),
-                "-keyfile", str(self.key), "-gencrl", "-out", str(out), *self._sign_args())
+        openssl(
+            "ca",
+            "-batch",
+            "-config",
+            str(self.dir / "ca.cnf"),
+            "-cert",
+            str(self.cert),
+            "-keyfile",
+            str(self.key),
+            "-gencrl",
+            "-out",
+            str(out),
+            *self._sign_args(),
+        )
         return out.read_bytes()
 
 
@@ -189,15 +258,44 @@ def make_root(base: Path, name: str, algorithm: str, *, extensions: str = "v3_ca
     ca_dir = _ca_dir(base / stem)
     key = gen_key(ca_dir / "ca.key", algorithm)
     csr = ca_dir / "ca.csr"
-    req = ["req", "-new", "-key", str(key), "-subj", name, "-out", str(csr),
-           "-config", str(ca_dir / "ca.cnf")]
+    req = [
+        "req",
+        "-new",
+        "-key",
+        str(key),
+        "-subj",
+        name,
+        "-out",
+        str(csr),
+        "-config",
+        str(ca_dir / "ca.cnf"),
+    ]
     sign = ["-md", "sha256"]
     if algorithm == "sm2":
         req += ["-sm3", "-sigopt", DISTID]
         sign = ["-md", "sm3", "-sigopt", DISTID, "-vfyopt", DISTID]
     openssl(*req)
-    openssl("ca", "-batch", "-selfsign", "-config", str(ca_dir / "ca.cnf"), "-keyfile", str(key),
-            "-in", str(csr), "-out", str(ca_dir / "ca.pem"), "-notext",
-            "-startdate", "20200101000000Z", "-enddate", "20400101000000Z",
-            "-extfile", str(ca_dir / "ext.cnf"), "-extensions", extensions, *sign)
+    openssl(
+        "ca",
+        "-batch",
+        "-selfsign",
+        "-config",
+        str(ca_dir / "ca.cnf"),
+        "-keyfile",
+        str(key),
+        "-in",
+        str(csr),
+        "-out",
+        str(ca_dir / "ca.pem"),
+        "-notext",
+        "-startdate",
+        "20200101000000Z",
+        "-enddate",
+        "20400101000000Z",
+        "-extfile",
+        str(ca_dir / "ext.cnf"),
+        "-extensions",
+        extensions,
+        *sign,
+    )
     return OpenSSLCA(ca_dir, algorithm, key, ca_dir / "ca.pem")

@@ -51,11 +51,18 @@ def pki(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
     keys.mkdir()
     leaves: dict[str, tuple[list[bytes], bytes, str]] = {}
 
-    def leaf(case: str, issuer: OpenSSLCA, extensions: str = "v3_leaf", scheme: str = "secp256k1",
-             role: str = "user", **dates: str) -> Path:
+    def leaf(
+        case: str,
+        issuer: OpenSSLCA,
+        extensions: str = "v3_leaf",
+        scheme: str = "secp256k1",
+        role: str = "user",
+        **dates: str,
+    ) -> Path:
         key = gen_key(keys / f"{case}.key", scheme)
-        cert = issuer.issue(f"/CN={case}/OU={role}", key, extensions=extensions,
-                            algorithm_of_key=scheme, **dates)
+        cert = issuer.issue(
+            f"/CN={case}/OU={role}", key, extensions=extensions, algorithm_of_key=scheme, **dates
+        )
         chain_certs = [cert]
         ca = issuer
         while ca is not root and ca is not other_root and ca is not impostor:
