@@ -157,6 +157,9 @@ class CertificateVerifier:
         if at_time is not None:
             check_time(entry.path, at_time)
         fingerprint = entry.path.leaf.fingerprint
+        previous = self._registered.get(fingerprint)
+        if previous is not None and previous != key:
+            self._chains.pop(previous, None)
         self._chains[key] = tuple(reversed(entry.path.certificates))
         self._registered[fingerprint] = key
         return fingerprint
