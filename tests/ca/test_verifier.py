@@ -72,6 +72,11 @@ def test_structure_is_validated_once(
             v.check_signer([bytes(bad), *chain[1:]], other, "secp256k1", T)
         first, second = second, info.value
     assert len(calls) == 2
+    # a refused registration changes nothing
+    with pytest.raises(AdmissionRefused):
+        v.register([bytes(bad), *chain[1:]])
+    assert not v.is_registered(load_certificates(bytes(bad))[0].fingerprint)
+    assert v.is_registered(fp)
     assert first is not second and first.code == second.code  # type: ignore[union-attr]
     again = pickle.loads(pickle.dumps(second))
     assert again.code == second.code and again.message == second.message  # type: ignore[union-attr]
