@@ -17,6 +17,7 @@ from typing import Any, Protocol
 import sqlalchemy as sa
 
 from tablechain.crypto import canonical_json
+from tablechain.errors import TablechainError
 from tablechain.ledger.blocks import SUCCESS, BlockEnvironment, Receipt, TxEnvironment
 from tablechain.ledger.errors import (
     AssertFailed,
@@ -138,12 +139,18 @@ def _apply_one(ctx: ExecutionContext, tx: SignedTransaction, index: int,
         _check_sequence(ctx.state, tx)
     except LedgerError as exc:
         return Receipt(tx.hash_hex, index, exc.code, exc.message)
+    if admission is not None:
+        # An uncertified signer is no member: its transaction is recorded as refused and
+        # changes nothing at all, not even its account's Sequence.
+        try:
+            with ctx.state.journaled():
+                admission.check(ctx, tx)
+        except TablechainError as exc:
+            return Receipt(tx.hash_hex, index, exc.code, exc.message)
     executor = registry.get(tx.transaction_type)
     result, message, details = SUCCESS, "", {}
     try:
         with ctx.state.journaled() if batched else ctx.state.atomic():
-            if admission is not None:
-                admission.check(ctx, tx)
             if executor is None:
                 raise InvalidTransaction(f"no executor for {tx.transaction_type}")
             details = dict(executor.apply(ctx, tx, txenv))

@@ -109,7 +109,7 @@ class Node:
         self._committed = threading.Condition()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
-        self.admission = admission
+        self.admission = admission or self.ledger.admission
         self._verifier = ParallelVerifier()
 
     # --- admission of transactions -----------------------------------------------------------
