@@ -33,7 +33,7 @@ class RandomStream:
         if len(self._zeros) < 8 * count:
             self._zeros = bytes(8 * count)
         out = np.empty(count + 2, dtype=np.uint64)  # update_into needs one block of slack
-        self._encryptor.update_into(memoryview(self._zeros)[: 8 * count], memoryview(out.view(np.uint8)))
+        self._encryptor.update_into(memoryview(self._zeros)[: 8 * count], out.view(np.uint8).data)
         return out[:count].reshape(dims)
 
 
