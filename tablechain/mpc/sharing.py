@@ -633,7 +633,8 @@ class SecretSharing(ABC):
         )
         y = self.public(np.full(x.shape, 1.0 / math.sqrt(upper)))
         for _ in range(steps):
-            y = self.mul(y, self.sub(1.5, self.mul(self.mul(x, 0.5), self.mul(y, y))))
+            # (x*y)*y keeps precision where y*y would underflow the fixed point
+            y = self.mul(y, self.sub(1.5, self.mul(self.mul(self.mul(x, y), y), 0.5)))
         return y
 
     @_accounted("sqrt")
