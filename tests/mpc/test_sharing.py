@@ -138,9 +138,10 @@ def test_truncation_of_largest_products(mode: str) -> None:
     proto = make(mode)
     big = np.array([2.0**29, -(2.0**29), 2.0**15, -(2.0**15) - 0.5])
     x = proto.share(big, 0)
-    y = proto.share(np.array([1.999, -1.999, 2.0**14, 2.0**14]), 1)
+    other = np.array([1.999, -1.999, 2.0**14, 2.0**14])  # |products| just under 2^30
+    y = proto.share(other, 1)
     fp = proto.fixed
-    expected = fp.decode(fp.encode(big)) * fp.decode(fp.encode(np.array([1.999, -1.999, 2**14, 2**14])))
+    expected = fp.decode(fp.encode(big)) * fp.decode(fp.encode(other))
     assert np.all(np.abs(proto.reveal(x * y).value - expected) <= 2 * ULP)
 
 
