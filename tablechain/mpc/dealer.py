@@ -36,8 +36,10 @@ _ALL = np.uint64(0xFFFFFFFFFFFFFFFF)
 
 
 def _sum(parts: Sequence[np.ndarray]) -> np.ndarray:
-    total = np.array(parts[0], dtype=np.uint64)
-    for p in parts[1:]:
+    if len(parts) == 1:
+        return np.array(parts[0], dtype=np.uint64)
+    total = np.asarray(np.add(parts[0], parts[1]), dtype=np.uint64)
+    for p in parts[2:]:
         total += p
     return total
 
@@ -68,16 +70,27 @@ class Dealer:
         parts = self._seeded(shape, self.n_parties)
         return parts, _xor(parts)
 
-    def additive_of(self, value: np.ndarray) -> tuple[list[np.ndarray], np.ndarray]:
-        """Shares of a value the dealer knows; the last share is the correction to send."""
+    def additive_of(
+        self, value: np.ndarray, owned: bool = False
+    ) -> tuple[list[np.ndarray], np.ndarray]:
+        """Shares of a value the dealer knows; the last share is the correction to send.
+
+        ``owned`` lets the correction be computed in place in ``value``'s buffer.
+        """
         parts = self._seeded(value.shape, self.n_parties - 1)
-        last = np.asarray(value - _sum(parts) if parts else value.copy(), dtype=np.uint64)
+        last = value if owned and value.dtype == np.uint64 else np.array(value, dtype=np.uint64)
+        for p in parts:
+            last -= p
         parts.append(last)
         return parts, last
 
-    def xor_of(self, value: np.ndarray) -> tuple[list[np.ndarray], np.ndarray]:
+    def xor_of(
+        self, value: np.ndarray, owned: bool = False
+    ) -> tuple[list[np.ndarray], np.ndarray]:
         parts = self._seeded(value.shape, self.n_parties - 1)
-        last = np.asarray(value ^ _xor(parts) if parts else value.copy(), dtype=np.uint64)
+        last = value if owned and value.dtype == np.uint64 else np.array(value, dtype=np.uint64)
+        for p in parts:
+            last ^= p
         parts.append(last)
         return parts, last
 
@@ -86,7 +99,7 @@ class Dealer:
         a_parts, a = self.random_additive(shape)
         b_parts, b = self.random_additive(shape)
         a *= b
-        c_parts, correction = self.additive_of(a)
+        c_parts, correction = self.additive_of(a, owned=True)
         return tuple(a_parts), tuple(b_parts), tuple(c_parts), correction
 
     def matrix_triple(
@@ -95,14 +108,15 @@ class Dealer:
         """Matrix triple A, B, C = A @ B."""
         a_parts, a = self.random_additive(shape_a)
         b_parts, b = self.random_additive(shape_b)
-        c_parts, correction = self.additive_of(np.asarray(a @ b, dtype=np.uint64))
+        c_parts, correction = self.additive_of(np.asarray(a @ b, dtype=np.uint64), owned=True)
         return tuple(a_parts), tuple(b_parts), tuple(c_parts), correction
 
     def and_triple(self, shape: tuple[int, ...]) -> tuple[Parts, Parts, Parts, np.ndarray]:
         """Bitwise AND triple on XOR-shared 64-bit words."""
         a_parts, a = self.random_xor(shape)
         b_parts, b = self.random_xor(shape)
-        c_parts, correction = self.xor_of(a & b)
+        a &= b
+        c_parts, correction = self.xor_of(a, owned=True)
         return tuple(a_parts), tuple(b_parts), tuple(c_parts), correction
 
     def truncation_pair(
@@ -110,21 +124,23 @@ class Dealer:
     ) -> tuple[Parts, Parts, Parts, tuple[np.ndarray, np.ndarray]]:
         """Random r with shares of r >> bits and of msb(r)."""
         r_parts, r = self.random_additive(shape)
-        high_parts, high = self.additive_of(r >> np.uint64(bits))
-        msb_parts, msb = self.additive_of(r >> np.uint64(63))
+        high_parts, high = self.additive_of(r >> np.uint64(bits), owned=True)
+        r >>= np.uint64(63)
+        msb_parts, msb = self.additive_of(r, owned=True)
         return tuple(r_parts), tuple(high_parts), tuple(msb_parts), (high, msb)
 
     def edabit(self, shape: tuple[int, ...]) -> tuple[Parts, Parts, np.ndarray]:
         """Random r, additively shared, with its 64 bits XOR-shared as one word."""
         r_parts, r = self.random_additive(shape)
-        bit_parts, correction = self.xor_of(r)
+        bit_parts, correction = self.xor_of(r, owned=True)
         return tuple(r_parts), tuple(bit_parts), correction
 
     def dabit(self, shape: tuple[int, ...]) -> tuple[Parts, Parts, np.ndarray]:
         """Random bit b, XOR-shared (bit 0 of each share) and additively shared."""
         xor_parts, word = self.random_xor(shape)
         xor_parts = [p & _ONE for p in xor_parts]
-        add_parts, correction = self.additive_of(word & _ONE)
+        word &= _ONE
+        add_parts, correction = self.additive_of(word, owned=True)
         return tuple(xor_parts), tuple(add_parts), correction
 
 

@@ -116,14 +116,16 @@ class ReplicatedSharing(SecretSharing):
 
     # -------------------------------------------------------------- arithmetic
     def _mul_parts(self, x: Parts, y: Parts) -> Parts:
-        alpha = self._zero_additive(x[0].shape)
+        f = self._prf_words(x[0].shape)
+        scratch = np.empty_like(x[0])
         z = []
         for i in range(3):
             j = (i + 1) % 3
-            zi = x[i] * y[i]
-            zi += x[i] * y[j]
-            zi += x[j] * y[i]
-            zi += alpha[i]
+            zi = np.multiply(x[i], y[i])
+            zi += np.multiply(x[i], y[j], out=scratch)
+            zi += np.multiply(x[j], y[i], out=scratch)
+            zi += f[i]  # zero-sharing alpha_i = F_i - F_{i+1}, added in place
+            zi -= f[j]
             z.append(zi)
         return self._reshare(z)
 
