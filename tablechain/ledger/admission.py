@@ -31,6 +31,7 @@ from tablechain.ca import (
     load_certificates,
 )
 from tablechain.ca.errors import AdmissionRefused
+from tablechain.errors import TablechainError
 from tablechain.ledger.errors import InvalidTransaction, PermissionDenied
 from tablechain.ledger.state import StateOverlay
 from tablechain.ledger.transactions import SignedTransaction, register_transaction_type
@@ -168,10 +169,13 @@ class CertificateAdmission:
         text = tx.certificate
         if len(text) == _FP_LEN and all(c in "0123456789abcdef" for c in text):
             stored = state.get(f"cert/{text}")
-            if stored is None:
+            if stored is not None:
+                if not verifier.is_registered(text):
+                    verifier.register(stored["chain"].encode())
+            elif register or not verifier.is_registered(text):
+                # At submission a chain carried by a transaction still in the mempool is
+                # enough; execution insists on the chain being registered on-chain.
                 raise UnknownCertificate(f"no certificate is registered as {text[:16]}...")
-            if not verifier.is_registered(text):
-                verifier.register(stored["chain"].encode())
             reference: str | bytes = text
         else:
             reference = text.encode()
@@ -182,8 +186,11 @@ class CertificateAdmission:
             at_time,
             _StateRevocations(state),
         )
-        if register and isinstance(reference, bytes):
-            _register_chain(state, verifier, reference)
+        if isinstance(reference, bytes):
+            if register:
+                _register_chain(state, verifier, reference)
+            else:
+                verifier.register(reference)
 
     def check(self, ctx: Any, tx: SignedTransaction) -> None:
         """At execution: the block's timestamp decides validity."""
@@ -191,8 +198,24 @@ class CertificateAdmission:
 
     def check_submission(self, ledger: Any, tx: SignedTransaction) -> None:
         """At submission, against committed state (consensus checks again)."""
+        self.check_submissions(ledger, [tx])
+
+    def check_submissions(
+        self, ledger: Any, txs: list[SignedTransaction]
+    ) -> list[TablechainError | None]:
+        """``check_submission`` for a batch, with one read view; an error or None for each."""
+        out: list[TablechainError | None] = []
+        now = int(time.time())
         with ledger.reader() as (state, _tables):
-            self._admit(state, tx, int(time.time()), register=False)
+            for tx in txs:
+                try:
+                    self._admit(state, tx, now, register=False)
+                    out.append(None)
+                except TablechainError as exc:
+                    out.append(exc)
+        if len(txs) == 1 and out[0] is not None:
+            raise out[0]
+        return out
 
     def verifier_for(self, state: StateOverlay) -> CertificateVerifier | None:
         return self._verifier(state)

@@ -148,19 +148,38 @@ class Node:
         """Admit a batch: signatures are verified in parallel worker processes, then each
         transaction enters the mempool in order. One result (or error) per transaction."""
         verdicts = self._verifier.verify(txs, self.ledger.suite, self.genesis.network_id)
-        out: list[SignedTransaction | TablechainError] = []
+        parsed: list[SignedTransaction | TablechainError] = []
         for tx_json, verdict in zip(txs, verdicts, strict=True):
             if verdict is not None:
-                out.append(verdict)
+                parsed.append(verdict)
                 continue
             try:
-                tx = parse_transaction(
-                    tx_json, self.ledger.suite, self.genesis.network_id, verify=False
+                parsed.append(
+                    parse_transaction(
+                        tx_json, self.ledger.suite, self.genesis.network_id, verify=False
+                    )
                 )
-                self.mempool.add(tx)
-                out.append(tx)
             except TablechainError as exc:
-                out.append(exc)
+                parsed.append(exc)
+        good = [p for p in parsed if isinstance(p, SignedTransaction)]
+        refusals: dict[int, TablechainError] = {}
+        if good and self.admission is not None and hasattr(self.admission, "check_submissions"):
+            for tx, refusal in zip(
+                good, self.admission.check_submissions(self.ledger, good), strict=True
+            ):
+                if refusal is not None:
+                    refusals[id(tx)] = refusal
+        out: list[SignedTransaction | TablechainError] = []
+        for p in parsed:
+            if isinstance(p, SignedTransaction):
+                try:
+                    if id(p) in refusals:
+                        raise refusals[id(p)]
+                    self.mempool.add(p)
+                except TablechainError as exc:
+                    out.append(exc)
+                    continue
+            out.append(p)
         return out
 
     def submit_blob(self, data: bytes) -> SignedTransaction:
@@ -197,6 +216,10 @@ class Node:
             except Exception:  # keep serving; the failed block left no trace (atomic)
                 log.exception("block production failed")
                 time.sleep(0.1)
+
+    def warm_up(self) -> None:
+        """Start the signature-verification workers ahead of the first batch."""
+        self._verifier.warm_up()
 
     def start(self) -> None:
         if self._thread is None:

@@ -58,6 +58,13 @@ class ParallelVerifier:
             out.extend(f.result())
         return out
 
+    def warm_up(self) -> None:
+        """Start the worker processes now rather than on the first large batch."""
+        if self.workers > 1:
+            pool = self._get_pool()
+            for f in [pool.submit(verify_chunk, [], "international", 0) for _ in range(self.workers)]:
+                f.result()
+
     def close(self) -> None:
         if self._pool is not None:
             self._pool.shutdown(cancel_futures=True)

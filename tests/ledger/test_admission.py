@@ -132,6 +132,9 @@ def test_submission_is_checked_too(pki, tmp_path):
         node.submit(tx)
     assert err.value.code == "caCERTIFICATE_REQUIRED"
     assert len(node.mempool) == 0
+    [refused] = node.submit_many([tx])
+    assert getattr(refused, "code", None) == "caCERTIFICATE_REQUIRED"
+    assert len(node.mempool) == 0
     a.sequence = 0
     ok = h.sign(a, {"TransactionType": "TableListSet", "OpType": 1, "Certificate": certify(inter, a, not_after=T0 + 10**9),
                     "Tables": [{"Table": {"TableName": "t"}}], "Raw": PEOPLE})
