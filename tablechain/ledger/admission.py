@@ -198,7 +198,9 @@ class CertificateAdmission:
 
     def check_submission(self, ledger: Any, tx: SignedTransaction) -> None:
         """At submission, against committed state (consensus checks again)."""
-        self.check_submissions(ledger, [tx])
+        [refusal] = self.check_submissions(ledger, [tx])
+        if refusal is not None:
+            raise refusal
 
     def check_submissions(
         self, ledger: Any, txs: list[SignedTransaction]
@@ -213,8 +215,6 @@ class CertificateAdmission:
                     out.append(None)
                 except TablechainError as exc:
                     out.append(exc)
-        if len(txs) == 1 and out[0] is not None:
-            raise out[0]
         return out
 
     def verifier_for(self, state: StateOverlay) -> CertificateVerifier | None:
