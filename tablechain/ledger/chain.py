@@ -216,6 +216,7 @@ class Ledger:
             self._write_lock.release()
             raise
         try:
+            self._check_fresh(conn, txs)
             ctx = self._context(conn, env)
             receipts = apply_transactions(ctx, txs, self.registry, self.admission)
             root = ctx.state.flush()
@@ -228,6 +229,17 @@ class Ledger:
             self._write_lock.release()
             raise
         return PendingBlock(self, conn, txn, header, tuple(txs), tuple(receipts), ctx.tables)
+
+    def _check_fresh(self, conn: Connection, txs: Sequence[SignedTransaction]) -> None:
+        """A block may not carry a transaction twice, nor one already committed."""
+        hashes = [tx.hash_hex for tx in txs]
+        if len(set(hashes)) != len(hashes):
+            raise ChainMismatch("the block carries a transaction twice")
+        for start in range(0, len(hashes), 500):
+            seen = conn.execute(sa.select(self.t.txs.c.hash).where(
+                self.t.txs.c.hash.in_(hashes[start:start + 500]))).scalars().first()
+            if seen is not None:
+                raise ChainMismatch(f"transaction {seen} is already in a committed block")
 
     def _store_block(self, conn: Connection, block: Block, certificate: Any) -> None:
         header = block.header

@@ -20,7 +20,9 @@ from tablechain.ledger.blocks import Block
 from tablechain.ledger.chain import Genesis, Ledger
 from tablechain.ledger.errors import BadNonce, InvalidTransaction, LedgerError
 from tablechain.ledger.execution import AdmissionHook, ExecutorRegistry
+from tablechain.errors import TablechainError
 from tablechain.ledger.mempool import Mempool
+from tablechain.ledger.verifier import ParallelVerifier
 from tablechain.ledger.transactions import (
     MAX_TX_BYTES,
     SignedTransaction,
@@ -108,6 +110,7 @@ class Node:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self.admission = admission
+        self._verifier = ParallelVerifier()
 
     # --- admission of transactions -----------------------------------------------------------
 
@@ -129,6 +132,24 @@ class Node:
                            f"{committed['ledger_index']}")
         self.mempool.add(tx)
         return tx
+
+    def submit_many(self, txs: list[Any]) -> list[SignedTransaction | TablechainError]:
+        """Admit a batch: signatures are verified in parallel worker processes, then each
+        transaction enters the mempool in order. One result (or error) per transaction."""
+        verdicts = self._verifier.verify(txs, self.ledger.suite, self.genesis.network_id)
+        out: list[SignedTransaction | TablechainError] = []
+        for tx_json, verdict in zip(txs, verdicts, strict=True):
+            if verdict is not None:
+                out.append(verdict)
+                continue
+            try:
+                tx = parse_transaction(tx_json, self.ledger.suite, self.genesis.network_id,
+                                       verify=False)
+                self.mempool.add(tx)
+                out.append(tx)
+            except TablechainError as exc:
+                out.append(exc)
+        return out
 
     def submit_blob(self, data: bytes) -> SignedTransaction:
         if len(data) > MAX_TX_BYTES + 4096:
@@ -173,6 +194,7 @@ class Node:
         if self._thread is not None:
             self._thread.join(timeout=10)
             self._thread = None
+        self._verifier.close()
         self.ledger.close()
 
     # --- events ------------------------------------------------------------------------------

@@ -12,6 +12,8 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
+from tablechain.ledger.query import prepare_engine
+
 __all__ = ["LedgerTables", "create_ledger_engine", "physical_table_name"]
 
 
@@ -30,6 +32,12 @@ def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
 
 def create_ledger_engine(url: str) -> Engine:
     """An engine for ``url`` with the settings the ledger relies on."""
+    engine = _create_engine(url)
+    prepare_engine(engine)
+    return engine
+
+
+def _create_engine(url: str) -> Engine:
     if url.startswith("sqlite"):
         engine = sa.create_engine(url, connect_args={"check_same_thread": False, "timeout": 30})
         sa.event.listen(engine, "connect", _sqlite_pragmas)

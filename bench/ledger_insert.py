@@ -1,0 +1,135 @@
+"""Signed insert transactions committed per second by one node, against its peers.
+
+In the same run: (1) the node: signed SQLStatement inserts submitted (signature and shape
+checked), cut into blocks, executed and committed; (2) the machine's signature ceiling for the
+same scheme: cores x single-core verifications per second; (3) raw SQLite ``executemany`` of the
+same rows into a plain table (the database's own ceiling).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sqlite3
+import statistics
+import tempfile
+import time
+from pathlib import Path
+
+from bench._common import Figure, report
+from tablechain.crypto import address_to_text, generate_private_key
+from tablechain.ledger.chain import Genesis
+from tablechain.ledger.node import Node, NodeConfig
+from tablechain.ledger.transactions import sign_transaction
+
+FIELDS = [{"field": "id", "type": "int", "PK": 1}, {"field": "name", "type": "varchar", "length": 32},
+          {"field": "amount", "type": "int"}]
+NETWORK = 1
+
+
+def _signed_inserts(n: int, accounts: int, scheme: str) -> tuple[object, list[dict]]:
+    owner = generate_private_key(scheme)
+    owner_addr = address_to_text(owner.address())
+    keys = [generate_private_key(scheme) for _ in range(accounts)]
+    txs: list[dict] = []
+    seq = dict.fromkeys(range(accounts), 0)
+    for i in range(n):
+        k = i % accounts
+        seq[k] += 1
+        txs.append(sign_transaction({
+            "TransactionType": "SQLStatement", "OpType": 6, "NetworkID": NETWORK,
+            "Sequence": seq[k], "Owner": owner_addr,
+            "Tables": [{"Table": {"TableName": "bench"}}],
+            "Raw": [{"id": i, "name": f"row-{i}", "amount": i * 7}]}, keys[k]))
+    return owner, txs
+
+
+def measure_node(n: int, scheme: str, workdir: Path) -> float:
+    owner, txs = _signed_inserts(n, 64, scheme)
+    genesis = Genesis(network_id=NETWORK, max_block_txs=2000, max_block_wait_ms=50)
+    node = Node(f"sqlite:///{workdir / 'node.db'}", genesis, generate_private_key(scheme),
+                NodeConfig(mempool_size=n + 10))
+    setup = [sign_transaction({"TransactionType": "TableListSet", "OpType": 1, "NetworkID": NETWORK,
+                               "Sequence": 1, "Tables": [{"Table": {"TableName": "bench"}}],
+                               "Raw": FIELDS}, owner),
+             sign_transaction({"TransactionType": "TableListSet", "OpType": 11, "NetworkID": NETWORK,
+                               "Sequence": 2, "Tables": [{"Table": {"TableName": "bench"}}],
+                               "User": "everyone", "Raw": [{"insert": True}]}, owner)]
+    for tx in setup:
+        node.submit(tx)
+    node.produce_block()
+    start = time.perf_counter()
+    node.submit_many(txs)
+    while len(node.mempool):
+        node.produce_block()
+    elapsed = time.perf_counter() - start
+    head = node.ledger.height
+    committed = sum(len(node.ledger.block(h)["receipts"]) for h in range(2, head + 1))
+    ok = all(r["result"] == "tesSUCCESS" for h in range(2, head + 1)
+             for r in node.ledger.block(h)["receipts"])
+    node.stop()
+    if committed != n or not ok:
+        raise SystemExit(f"only {committed} of {n} transactions committed successfully")
+    return n / elapsed
+
+
+def measure_verify(n: int, scheme: str) -> float:
+    """Pure signature verification (recovery for secp256k1) on one core."""
+    from tablechain.crypto import PublicKey
+    from tablechain.crypto.keys import recover_secp256k1
+
+    key = generate_private_key(scheme)
+    pub: PublicKey = key.public_key
+    messages = [os.urandom(200) for _ in range(n)]
+    sigs = [key.sign(m) for m in messages]
+    start = time.perf_counter()
+    if scheme == "secp256k1":
+        for m, s in zip(messages, sigs, strict=True):
+            if recover_secp256k1(m, s) is None:
+                raise SystemExit("verification failed")
+    else:
+        for m, s in zip(messages, sigs, strict=True):
+            if not pub.verify(m, s):
+                raise SystemExit("verification failed")
+    return n / (time.perf_counter() - start)
+
+
+def measure_sqlite(n: int, workdir: Path) -> float:
+    db = sqlite3.connect(workdir / "raw.db")
+    db.execute("PRAGMA journal_mode=WAL")
+    db.execute("CREATE TABLE t (id INTEGER PRIMARY KEY, name VARCHAR(32), amount INTEGER)")
+    rows = [(i, f"row-{i}", i * 7) for i in range(n)]
+    start = time.perf_counter()
+    db.executemany("INSERT INTO t VALUES (?, ?, ?)", rows)
+    db.commit()
+    rate = n / (time.perf_counter() - start)
+    db.close()
+    return rate
+
+
+def main(argv: list[str]) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench ledger_insert")
+    parser.add_argument("--quick", action="store_true")
+    parser.add_argument("--scheme", default="secp256k1", choices=["secp256k1", "ed25519"])
+    parser.add_argument("--repeats", type=int, default=3)
+    args = parser.parse_args(argv)
+    n = 3000 if args.quick else 20000
+    repeats = 1 if args.quick else args.repeats
+    cores = os.cpu_count() or 1
+    node_rates, verify_rates, sqlite_rates = [], [], []
+    for _ in range(repeats):
+        with tempfile.TemporaryDirectory() as d:
+            node_rates.append(measure_node(n, args.scheme, Path(d)))
+            verify_rates.append(measure_verify(min(n, 5000), args.scheme))
+            sqlite_rates.append(measure_sqlite(n, Path(d)))
+    node_rate = statistics.median(node_rates)
+    ceiling = statistics.median(verify_rates) * cores
+    report("ledger_insert", [
+        Figure("committed_tx_per_s", node_rate, "tx/s", f"signature ceiling ({cores} cores)",
+               ceiling, ">= 0.5 of peer"),
+        Figure("committed_tx_per_s", node_rate, "tx/s", "raw SQLite executemany rows/s",
+               statistics.median(sqlite_rates), None),
+        Figure("verify_per_s_one_core", statistics.median(verify_rates), "tx/s",
+               None, None, None),
+    ], {"transactions": n, "scheme": args.scheme, "repeats": repeats})
+    return 0

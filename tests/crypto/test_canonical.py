@@ -1,0 +1,55 @@
+import json
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from tablechain.crypto import CanonicalJSONError, canonical_json, parse_json
+
+json_values = st.recursive(
+    st.none() | st.booleans() | st.integers(min_value=-(2**70), max_value=2**70) | st.text(),
+    lambda children: st.lists(children, max_size=5) | st.dictionaries(st.text(), children, max_size=5),
+    max_leaves=30,
+)
+
+
+@given(json_values)
+@settings(max_examples=300)
+def test_canonical_round_trip(value):
+    encoded = canonical_json(value)
+    assert parse_json(encoded) == value
+    assert canonical_json(parse_json(encoded)) == encoded
+
+
+@given(st.dictionaries(st.text(), st.integers(), max_size=8))
+def test_key_order_does_not_matter(d):
+    reordered = dict(reversed(list(d.items())))
+    assert canonical_json(d) == canonical_json(reordered)
+
+
+def test_known_encoding():
+    assert canonical_json({"b": 1, "a": [True, None, "é"]}) == '{"a":[true,null,"é"],"b":1}'.encode()
+
+
+@pytest.mark.parametrize("bad", ['{"a":1.5}', '{"a":NaN}', '{"a":1,"a":2}', "[1,", "\xff", '{"a":1e5}'])
+def test_rejects(bad):
+    with pytest.raises(CanonicalJSONError) as err:
+        parse_json(bad)
+    assert err.value.code == "temMALFORMED"
+
+
+def test_rejects_floats_on_encode():
+    with pytest.raises(CanonicalJSONError):
+        canonical_json({"x": 0.1})
+
+
+def test_deep_nesting_is_refused_without_recursion_error():
+    with pytest.raises(CanonicalJSONError):
+        parse_json("[" * 100_000 + "]" * 100_000)
+    with pytest.raises(CanonicalJSONError):
+        parse_json(b"x" * 100, max_bytes=10)
+
+
+def test_strings_with_brackets_do_not_count_as_nesting():
+    doc = json.dumps({"s": "[[[[" * 100 + '\\"{{{{' * 100})
+    assert parse_json(doc)["s"].startswith("[[[[")
