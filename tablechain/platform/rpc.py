@@ -149,6 +149,8 @@ class RpcMethods:
             raise
 
     def ledger(self, params: Any) -> dict[str, Any]:
+        from tablechain.ledger.errors import NotFound
+
         p = _object_params(params, "ledger")
         index = p.get("ledger_index", "closed")
         if index in ("closed", "validated", "current"):
@@ -156,7 +158,10 @@ class RpcMethods:
         if not isinstance(index, int) or isinstance(index, bool) or index < 0:
             raise RpcParamsError('ledger: ledger_index must be a height or "closed"')
         expand = _flag(p, "expand", "ledger") or _flag(p, "transactions", "ledger")
-        block = self.node.ledger.block(index)
+        try:
+            block = self.node.ledger.block(index)
+        except NotFound as exc:
+            raise NotFound(exc.message, "lgrNotFound") from None
         out: dict[str, Any] = {
             "ledger_index": index, "ledger_hash": block["hash"], "header": block["header"],
             "certificate": block["certificate"],
