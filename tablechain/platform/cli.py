@@ -99,7 +99,9 @@ def _json_arg(text: str, what: str) -> Any:
 
 
 def _print_json(obj: Any) -> None:
-    out.print_json(json.dumps(obj, ensure_ascii=False), highlight=False)
+    # Plain JSON (no rich wrapping or colour): for scripts and pipes.
+    sys.stdout.write(json.dumps(obj, indent=2, ensure_ascii=False) + "\n")
+    sys.stdout.flush()
 
 
 def _kv_table(title: str, items: Sequence[tuple[str, Any]]) -> Table:
@@ -415,7 +417,8 @@ def table_get(
     if as_json:
         _print_json(rows)
     else:
-        out.print(rows_table(rows, f"{name}: {len(rows)} row(s)"))
+        out.print(rows_table(rows))
+        out.print(f"{len(rows)} row(s) of {name}")
 
 
 @table_app.command("drop")

@@ -37,6 +37,7 @@ from typing import Any
 import httpx
 
 from tablechain.crypto import PrivateKey, address_to_text, canonical_json, hash_by_name
+from tablechain.errors import TablechainError
 from tablechain.platform.errors import ClientError
 
 __all__ = ["Client", "ClientError", "Statements", "strict_pointer_after"]
@@ -233,7 +234,12 @@ class Client:
         tx = dict(body)
         tx["Sequence"] = sequence
         tx["NetworkID"] = self.network_id
-        return sign_transaction(tx, self._key())
+        try:
+            return sign_transaction(tx, self._key())
+        except ClientError:
+            raise
+        except TablechainError as exc:  # e.g. a float: not canonical JSON
+            raise ClientError(exc.message, exc.code) from None
 
     def resync_sequence(self) -> int:
         """Forget the local Sequence and take the node's next one."""
@@ -385,7 +391,12 @@ class Client:
         attempt = 0
         while True:
             index = int(self.ledger_closed()["ledger_index"])
-            request = sign_read_request(self._key(), owner, name, query, index)
+            try:
+                request = sign_read_request(self._key(), owner, name, query, index)
+            except ClientError:
+                raise
+            except TablechainError as exc:
+                raise ClientError(exc.message, exc.code) from None
             try:
                 return list(self.call("r_get", request)["rows"])
             except ClientError as exc:  # the head moved past the read window meanwhile

@@ -64,7 +64,7 @@ NODE_FILE = "node.json"
 KEY_FILE = "validator.key"
 LOCK_FILE = "LOCK"
 RPC_URL_FILE = "rpc.url"
-DATADIR_TOKEN = "{datadir}"
+DATADIR_TOKEN = "{datadir}"  # noqa: S105 - a path placeholder, not a secret
 _DEFAULT_DB = "sqlite:///{datadir}/node.db"
 
 
@@ -269,13 +269,14 @@ def init_datadir(datadir: str | os.PathLike[str], *, national: bool = False,
     key = generate_private_key(scheme)
     validator = {"address": address_to_text(key.address()), "scheme": scheme,
                  "public_key": key.public_key.to_bytes().hex()}
+    defaults = Genesis()
     genesis = Genesis(
         chain_name=chain_name, network_id=network_id,
         suite="national" if national else "international",
         timestamp_ms=int(time.time() * 1000) if timestamp_ms is None else timestamp_ms,
         validators=(validator,),
-        **({"max_block_txs": max_block_txs} if max_block_txs else {}),
-        **({"max_block_wait_ms": max_block_wait_ms} if max_block_wait_ms else {}),
+        max_block_txs=max_block_txs or defaults.max_block_txs,
+        max_block_wait_ms=max_block_wait_ms or defaults.max_block_wait_ms,
     )
     settings = NodeSettings(datadir=path, key_scheme=scheme, db_url=db_url or _DEFAULT_DB,
                             rpc_host=host, rpc_port=port)

@@ -153,8 +153,9 @@ def run(console: Console, workdir: Path) -> None:
         alice = Client(url, generate_private_key())
         bob = Client(url, generate_private_key())
         info = alice.server_info()
-        console.print(f"node [bold]{info['validator']}[/bold] on {url}, chain {info['chain'][:16]}…,"
-                      f" suite {info['suite']}, height {info['ledger_index']}")
+        console.print(f"node [bold]{info['validator']}[/bold] on {url}, "
+                      f"chain {info['chain'][:16]}…, suite {info['suite']}, "
+                      f"height {info['ledger_index']}")
         console.print(f"alice = {alice.address}\nbob   = {bob.address}")
 
         console.rule("alice creates tableWithRule with the seed's OperationRule")

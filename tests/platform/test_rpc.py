@@ -273,12 +273,13 @@ def test_streamed_oversize_body_without_length(http: TestClient, rpc: Rpc) -> No
     assert rpc.result("ledger_closed")["ledger_index"] >= 0
 
 
+QUIET = [HealthCheck.function_scoped_fixture]
 _json_leaf = st.none() | st.booleans() | st.integers() | st.text(max_size=20)
 _json = st.recursive(_json_leaf, lambda c: st.lists(c, max_size=4) |
                      st.dictionaries(st.text(max_size=8), c, max_size=4), max_leaves=20)
 
 
-@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=150, deadline=None, suppress_health_check=QUIET)
 @given(body=st.binary(max_size=300))
 def test_garbage_bytes_never_crash(rpc: Rpc, body: bytes) -> None:
     response = rpc.raw(body)
@@ -292,7 +293,7 @@ def test_garbage_bytes_never_crash(rpc: Rpc, body: bytes) -> None:
                 assert a["error"]["code"] != INTERNAL_ERROR
 
 
-@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=200, deadline=None, suppress_health_check=QUIET)
 @given(method=st.sampled_from(METHODS), params=_json)
 def test_garbage_params_never_crash(rpc: Rpc, method: str, params: Any) -> None:
     response = rpc.raw(json.dumps({"jsonrpc": "2.0", "id": 1, "method": method,
@@ -305,7 +306,7 @@ def test_garbage_params_never_crash(rpc: Rpc, method: str, params: Any) -> None:
         assert isinstance(out["error"]["data"]["code"], str)
 
 
-@settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=80, deadline=None, suppress_health_check=QUIET)
 @given(tx=st.dictionaries(st.sampled_from(["TransactionType", "Account", "Sequence", "NetworkID",
                                            "SigningPubKey", "TxnSignature", "OpType", "Tables",
                                            "Raw", "Statements", "Owner"]), _json, max_size=8))
