@@ -92,11 +92,11 @@ class NodeProcess:
                 raise RuntimeError("the node did not start in time")
             time.sleep(0.05)
 
-    def stop(self, timeout: float = 20.0) -> int:
-        """SIGTERM and wait: the node finishes its block and closes its database."""
+    def stop(self, timeout: float = 20.0, sig: int = signal.SIGTERM) -> int:
+        """Signal (SIGTERM) and wait: the node commits what is queued and closes its database."""
         if self.proc is None:
             return 0
-        self.proc.send_signal(signal.SIGTERM)
+        self.proc.send_signal(sig)
         try:
             code = self.proc.wait(timeout)
         except subprocess.TimeoutExpired:

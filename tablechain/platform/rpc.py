@@ -26,6 +26,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from collections.abc import AsyncIterator, Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
@@ -482,13 +483,21 @@ async def _ws_endpoint(websocket: WebSocket) -> None:
 # --- the application -------------------------------------------------------------------------
 
 
+def _drain(node: Node, timeout: float) -> None:
+    """Wait (bounded) until the block producer has committed every queued transaction."""
+    deadline = time.monotonic() + timeout
+    while len(node.mempool) and time.monotonic() < deadline:
+        time.sleep(0.01)
+
+
 def create_app(node: Node, *, max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
                manage_node: bool = True, ws_queue_size: int = 1000,
-               ws_max_subscriptions: int = 1000) -> Starlette:
+               ws_max_subscriptions: int = 1000, drain_timeout: float = 5.0) -> Starlette:
     """The ASGI application serving ``node``.
 
-    With ``manage_node`` the app starts the node's block production on startup and stops the
-    node (closing its database) on shutdown.
+    With ``manage_node`` the app starts the node's block production on startup and, on
+    shutdown, lets it commit what is queued (up to ``drain_timeout`` seconds) and stops the
+    node (closing its database).
     """
 
     @contextlib.asynccontextmanager
@@ -501,6 +510,8 @@ def create_app(node: Node, *, max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
         try:
             yield
         finally:
+            if manage_node:  # requests have stopped: commit what is queued, then stop
+                await run_in_threadpool(_drain, node, drain_timeout)
             hub.stop()
             if manage_node:
                 await run_in_threadpool(node.stop)

@@ -130,6 +130,15 @@ def test_sigkill_mid_load_recovers_to_the_last_committed_block(tmp_path: Path) -
         second = _cli("node", "start", str(datadir), "--port", "0", timeout=60)
         assert second.returncode == 1
         assert "tecDATADIR_LOCKED" in second.stderr
+        # a clean stop (SIGINT, as Ctrl-C) commits what is still queued
+        queued = [owner.insert("load", [{"id": -100 - i, "who": owner.address}],
+                               owner=owner.address, wait=False)["hash"] for i in range(3)]
     finally:
-        code = node.stop()
+        code = node.stop(sig=signal.SIGINT)
     assert code == 0, node.log_text()[-3000:]
+    url = node.start()
+    try:
+        again = Client(url, owner.key)
+        assert all(again.tx(h)["result"] == "tesSUCCESS" for h in queued)
+    finally:
+        assert node.stop() == 0

@@ -25,6 +25,7 @@ from tablechain.platform.rpc import (
     SERVER_ERROR,
     create_app,
 )
+from tablechain.platform.config import open_node
 from tablechain.platform.server import serve_in_thread
 
 from .conftest import NETWORK_ID, Rpc, Signer, create_tx, insert_tx, make_settings
@@ -348,8 +349,6 @@ def test_blocking_calls_do_not_block_the_event_loop(tmp_path: Any) -> None:
 
 
 def open_node_for(path: Any) -> Node:
-    from tablechain.platform.config import open_node
-
     return open_node(make_settings(path / "n"))
 
 
@@ -459,3 +458,24 @@ def test_ws_subscription_limit(tmp_path: Any) -> None:
             assert ws.receive_json()["status"] == "success"
             ws.send_json({"command": "subscribe", "owner": gus.address, "tablename": "c"})
             assert ws.receive_json()["status"] == "success"
+
+
+def test_a_clean_shutdown_commits_the_queue(tmp_path: Any) -> None:
+    from tablechain.ledger.chain import Ledger
+    from tablechain.platform.config import init_datadir, load_genesis
+
+    settings = init_datadir(tmp_path / "slow", network_id=NETWORK_ID, max_block_wait_ms=2000)
+    node = open_node(settings)
+    hank = Signer()
+    with serve_in_thread(node) as srv:
+        hashes = []
+        for i in range(3):
+            body = {"jsonrpc": "2.0", "id": i, "method": "submit",
+                    "params": hank.sign(create_tx(f"q{i}"))}
+            hashes.append(httpx.post(srv.url, json=body).json()["result"]["hash"])
+        assert node.ledger.height == 0  # still waiting for the block to be cut
+    ledger = Ledger(settings.resolved_db_url, load_genesis(settings))
+    try:
+        assert [ledger.transaction(h)["result"] for h in hashes] == ["tesSUCCESS"] * 3
+    finally:
+        ledger.close()
