@@ -1,1 +1,72 @@
-"""tablechain.ca."""
+"""Certificate authority and certificate admission: issue, revoke, trust store, path validation."""
+
+from tablechain.ca.authority import REVOCATION_REASONS, CertificateAuthority, IssuedRecord
+from tablechain.ca.certificate import ROLES, Certificate, load_certificates, parse_certificate
+from tablechain.ca.crl import RevocationEntry, import_crl
+from tablechain.ca.errors import (
+    ADMISSION_ERRORS,
+    AdmissionRefused,
+    BadKeyUsage,
+    BadSignature,
+    CAError,
+    CAStoreError,
+    CertificateExpired,
+    CertificateMalformed,
+    CertificateNotYetValid,
+    CertificateRevoked,
+    CRLInvalid,
+    InvalidCheckTime,
+    IssuerMismatch,
+    KeyMismatch,
+    NotACA,
+    PathLenExceeded,
+    PathTooLong,
+    RoleMismatch,
+    UnknownCertificate,
+    UnknownCriticalExtension,
+    UnknownRoot,
+    UnknownSerial,
+    UnsupportedAlgorithm,
+)
+from tablechain.ca.validation import MAX_PATH_DEPTH, ValidatedPath, validate_path
+from tablechain.ca.verifier import AdmittedSigner, CertificateVerifier
+
+__all__ = [
+    "ADMISSION_ERRORS",
+    "MAX_PATH_DEPTH",
+    "REVOCATION_REASONS",
+    "ROLES",
+    "AdmissionRefused",
+    "AdmittedSigner",
+    "BadKeyUsage",
+    "BadSignature",
+    "CAError",
+    "CAStoreError",
+    "CRLInvalid",
+    "Certificate",
+    "CertificateAuthority",
+    "CertificateExpired",
+    "CertificateMalformed",
+    "CertificateNotYetValid",
+    "CertificateRevoked",
+    "CertificateVerifier",
+    "InvalidCheckTime",
+    "IssuedRecord",
+    "IssuerMismatch",
+    "KeyMismatch",
+    "NotACA",
+    "PathLenExceeded",
+    "PathTooLong",
+    "RevocationEntry",
+    "RoleMismatch",
+    "UnknownCertificate",
+    "UnknownCriticalExtension",
+    "UnknownRoot",
+    "UnknownSerial",
+    "UnsupportedAlgorithm",
+    "ValidatedPath",
+    "import_crl",
+    "load_certificates",
+    "parse_certificate",
+    "validate_path",
+]

@@ -14,9 +14,14 @@ from tablechain.crypto.keys import (
     public_key_from_bytes,
     recover_secp256k1,
 )
+from tablechain.crypto.sm2 import DEFAULT_ID as SM2_DEFAULT_ID
+from tablechain.crypto.sm2 import Sm2PrivateKey, Sm2PublicKey
 
 __all__ = [
     "SCHEMES",
+    "SM2_DEFAULT_ID",
+    "Sm2PrivateKey",
+    "Sm2PublicKey",
     "CanonicalJSONError",
     "CryptoError",
     "PrivateKey",

@@ -44,12 +44,38 @@ def _check(value: Any, depth: int) -> None:
     raise CanonicalJSONError(f"type {type(value).__name__} cannot be encoded as canonical JSON")
 
 
-def canonical_json(value: Any) -> bytes:
-    """Encode ``value`` as canonical JSON bytes."""
-    _check(value, 0)
-    return json.dumps(
-        value, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False
-    ).encode("utf-8")
+_ENCODER = json.JSONEncoder(
+    sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False
+)
+
+
+def canonical_json(value: Any, trusted: bool = False) -> bytes:
+    """Encode ``value`` as canonical JSON bytes.
+
+    ``trusted=True`` skips the walk that refuses floats and odd types, for values that were
+    already checked (decoded by ``parse_json``, or built by the ledger from checked parts).
+    """
+    try:
+        text = _ENCODER.encode(value)
+    except (TypeError, ValueError, RecursionError) as exc:
+        raise CanonicalJSONError(f"cannot encode as canonical JSON: {exc}") from None
+    if not trusted and not _is_float_free(value, text):
+        _check(value, 0)  # raises with a precise message
+    return text.encode("utf-8")
+
+
+def _is_float_free(value: Any, text: str) -> bool:
+    """Whether ``value`` (encoded as ``text``) holds no float, no non-string key, no tuple.
+
+    Decoding the text again in C finds floats far faster than walking the value in Python;
+    re-encoding the decoded value must give the same text, which catches keys and containers
+    that JSON would have silently converted.
+    """
+    try:
+        again = json.loads(text, parse_float=_no_float)
+    except CanonicalJSONError:
+        return False
+    return bool(again == value)
 
 
 def _no_float(text: str) -> Any:

@@ -8,6 +8,7 @@ scheme's hash (SHA-256, SM3) of the public key bytes.
 
 from __future__ import annotations
 
+import functools
 import importlib
 from abc import ABC, abstractmethod
 from typing import ClassVar
@@ -114,6 +115,7 @@ class Secp256k1PublicKey(PublicKey):
     def __init__(self, key: coincurve.PublicKey) -> None:
         self._key = key
         self._compressed = key.format(compressed=True)
+        self._address: bytes | None = None
 
     @classmethod
     def from_bytes(cls, data: bytes) -> Secp256k1PublicKey:
@@ -126,7 +128,9 @@ class Secp256k1PublicKey(PublicKey):
         return self._compressed
 
     def address(self) -> bytes:
-        return keccak256(self._key.format(compressed=False)[1:])[-20:]
+        if self._address is None:
+            self._address = keccak256(self._key.format(compressed=False)[1:])[-20:]
+        return self._address
 
     def verify(self, message: bytes, signature: bytes) -> bool:
         recovered = recover_secp256k1(message, signature)
@@ -272,7 +276,10 @@ def private_key_from_bytes(scheme: str, data: bytes) -> PrivateKey:
     return _classes(scheme)[0].from_bytes(data)  # type: ignore[no-any-return,attr-defined]
 
 
+@functools.lru_cache(maxsize=65536)
 def public_key_from_bytes(scheme: str, data: bytes) -> PublicKey:
+    """Decode (and validate) a public key. Cached: an account's key recurs in every one of its
+    transactions, and decoding plus address derivation cost more than a hash lookup."""
     return _classes(scheme)[1].from_bytes(data)  # type: ignore[no-any-return,attr-defined]
 
 

@@ -19,6 +19,12 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
 from tablechain.crypto import canonical_json, parse_json
+from tablechain.ledger.admission import (
+    CERTIFICATE_TX,
+    CertificateAdmission,
+    CertificateExecutor,
+    genesis_entries,
+)
 from tablechain.ledger.blocks import (
     Block,
     BlockEnvironment,
@@ -145,7 +151,14 @@ class Ledger:
         self.engine: Engine = create_ledger_engine(url)
         self.genesis = genesis
         self.suite = genesis.crypto_suite
-        self.registry = registry or ExecutorRegistry.with_tables()
+        if admission is None and genesis.admission.get("enabled"):
+            admission = CertificateAdmission()
+        if registry is None:
+            registry = ExecutorRegistry.with_tables()
+            registry.register(CERTIFICATE_TX, CertificateExecutor(
+                admission if isinstance(admission, CertificateAdmission)
+                else CertificateAdmission()))
+        self.registry = registry
         self.admission = admission
         self.t = LedgerTables()
         self._write_lock = threading.Lock()
@@ -167,6 +180,8 @@ class Ledger:
                 conn.execute(sa.insert(self.t.meta).values(
                     key="genesis", value=canonical_json(self.genesis.to_json())))
                 state = StateOverlay(conn, self.t)
+                for key, value in sorted(genesis_entries(self.genesis.admission).items()):
+                    state.set(key, value)
                 root = state.flush()
                 header = BlockHeader(0, self.genesis.hash(), self.genesis.timestamp_ms, "",
                                      tx_root((), self.suite), receipts_root((), self.suite),
@@ -250,8 +265,8 @@ class Ledger:
         if block.transactions:
             conn.execute(sa.insert(self.t.txs), [
                 {"hash": tx.hash_hex, "height": header.height, "idx": i, "account": tx.account,
-                 "sequence": tx.sequence, "tx": canonical_json(dict(tx.json)).decode(),
-                 "result": r.result, "receipt": canonical_json(r.to_json()).decode()}
+                 "sequence": tx.sequence, "tx": canonical_json(dict(tx.json), trusted=True).decode(),
+                 "result": r.result, "receipt": canonical_json(r.to_json(), trusted=True).decode()}
                 for i, (tx, r) in enumerate(zip(block.transactions, block.receipts, strict=True))
             ])
 

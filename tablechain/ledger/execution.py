@@ -14,7 +14,10 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+import sqlalchemy as sa
+
 from tablechain.crypto import canonical_json
+from tablechain.errors import TablechainError
 from tablechain.ledger.blocks import SUCCESS, BlockEnvironment, Receipt, TxEnvironment
 from tablechain.ledger.errors import (
     AssertFailed,
@@ -35,7 +38,7 @@ from tablechain.ledger.query import Condition, conjoin, match_row, parse_conditi
 from tablechain.ledger.rules import OperationRule, parse_rule
 from tablechain.ledger.schema import FieldDef, parse_fields
 from tablechain.ledger.state import StateOverlay
-from tablechain.ledger.tables import TableEngine, TableMeta, table_key
+from tablechain.ledger.tables import RowConflict, TableEngine, TableMeta, table_key
 from tablechain.ledger.transactions import (
     EVERYONE,
     SignedTransaction,
@@ -128,46 +131,109 @@ def _check_sequence(state: StateOverlay, tx: SignedTransaction) -> None:
 # --- the block loop --------------------------------------------------------------------------
 
 
+def _apply_one(ctx: ExecutionContext, tx: SignedTransaction, index: int,
+               registry: ExecutorRegistry, admission: AdmissionHook | None,
+               batched: bool) -> Receipt:
+    txenv = TxEnvironment(ctx.env, tx.account, tx.hash_hex, index)
+    try:
+        _check_sequence(ctx.state, tx)
+    except LedgerError as exc:
+        return Receipt(tx.hash_hex, index, exc.code, exc.message)
+    if admission is not None:
+        # An uncertified signer is no member: its transaction is recorded as refused and
+        # changes nothing at all, not even its account's Sequence.
+        try:
+            with ctx.state.journaled():
+                admission.check(ctx, tx)
+        except TablechainError as exc:
+            return Receipt(tx.hash_hex, index, exc.code, exc.message)
+    executor = registry.get(tx.transaction_type)
+    result, message, details = SUCCESS, "", {}
+    try:
+        with ctx.state.journaled() if batched else ctx.state.atomic():
+            if executor is None:
+                raise InvalidTransaction(f"no executor for {tx.transaction_type}")
+            details = dict(executor.apply(ctx, tx, txenv))
+    except LedgerError as exc:
+        if batched and isinstance(exc, RowConflict):
+            raise  # the batch cannot tell whose row conflicted: replay it one by one
+        result, message = exc.code, exc.message
+    except Exception as exc:  # a failing transaction must never take the node down
+        if batched and isinstance(exc, sa.exc.SQLAlchemyError):
+            raise
+        code = getattr(exc, "code", None)
+        if isinstance(code, str):
+            result, message = code, getattr(exc, "message", str(exc))
+        else:
+            log.exception("transaction %s raised unexpectedly", tx.hash_hex)
+            result, message = "tefEXCEPTION", f"internal error: {type(exc).__name__}"
+    ctx.state.set(f"acct/{tx.account}", {"sequence": tx.sequence})
+    return Receipt(tx.hash_hex, index, result, message, details)
+
+
+def _batchable(registry: ExecutorRegistry, tx: SignedTransaction) -> bool:
+    executor = registry.get(tx.transaction_type)
+    check = getattr(executor, "batchable", None)
+    return bool(check is not None and check(tx))
+
+
 def apply_transactions(ctx: ExecutionContext, txs: Sequence[SignedTransaction],
                        registry: ExecutorRegistry,
                        admission: AdmissionHook | None = None) -> list[Receipt]:
-    """Apply a block's transactions in order; one receipt each."""
-    receipts = []
-    for index, tx in enumerate(txs):
-        txenv = TxEnvironment(ctx.env, tx.account, tx.hash_hex, index)
-        try:
-            _check_sequence(ctx.state, tx)
-        except LedgerError as exc:
-            receipts.append(Receipt(tx.hash_hex, index, exc.code, exc.message))
-            continue
-        executor = registry.get(tx.transaction_type)
-        result, message, details = SUCCESS, "", {}
-        try:
-            with ctx.state.atomic():
-                if admission is not None:
-                    admission.check(ctx, tx)
-                if executor is None:
-                    raise InvalidTransaction(f"no executor for {tx.transaction_type}")
-                details = dict(executor.apply(ctx, tx, txenv))
-        except LedgerError as exc:
-            result, message = exc.code, exc.message
-        except Exception as exc:  # a failing transaction must never take the node down
-            code = getattr(exc, "code", None)
-            if isinstance(code, str):
-                result, message = code, getattr(exc, "message", str(exc))
-            else:
-                log.exception("transaction %s raised unexpectedly", tx.hash_hex)
-                result, message = "tefEXCEPTION", f"internal error: {type(exc).__name__}"
-        ctx.state.set(f"acct/{tx.account}", {"sequence": tx.sequence})
-        receipts.append(Receipt(tx.hash_hex, index, result, message, details))
+    """Apply a block's transactions in order; one receipt each.
+
+    Runs of transactions whose executors call them batchable (plain inserts) share one SQL
+    savepoint and one ``executemany`` per table; each keeps its own undo journal, so a failed
+    one still changes nothing. If the batched write itself fails (a constraint, which the batch
+    cannot attribute), the run is rolled back and replayed one transaction at a time. Either
+    way the outcome is the same as applying one by one.
+    """
+    receipts: list[Receipt] = []
+    i = 0
+    while i < len(txs):
+        j = i
+        while j < len(txs) and _batchable(registry, txs[j]):
+            j += 1
+        if j - i >= 2:
+            batch = _apply_batch(ctx, txs, i, j, registry, admission)
+            if batch is not None:
+                receipts.extend(batch)
+                i = j
+                continue
+        else:
+            j = i + 1
+        for k in range(i, j):
+            receipts.append(_apply_one(ctx, txs[k], k, registry, admission, False))
+        i = j
     return receipts
+
+
+def _apply_batch(ctx: ExecutionContext, txs: Sequence[SignedTransaction], start: int, end: int,
+                 registry: ExecutorRegistry,
+                 admission: AdmissionHook | None) -> list[Receipt] | None:
+    mark = ctx.state.mark()
+    ctx.state.conn.exec_driver_sql("SAVEPOINT tc_batch")
+    ctx.tables.batching = True
+    try:
+        out = [_apply_one(ctx, txs[k], k, registry, admission, True) for k in range(start, end)]
+        ctx.tables.flush_pending()
+    except (RowConflict, sa.exc.SQLAlchemyError):
+        ctx.tables.discard_pending()
+        ctx.state.conn.exec_driver_sql("ROLLBACK TO SAVEPOINT tc_batch")
+        ctx.state.conn.exec_driver_sql("RELEASE SAVEPOINT tc_batch")
+        ctx.state.rollback_to(mark)
+        return None
+    finally:
+        ctx.tables.batching = False
+    ctx.state.conn.exec_driver_sql("RELEASE SAVEPOINT tc_batch")
+    return out
 
 
 # --- tables ----------------------------------------------------------------------------------
 
 
 def _next_pointer(ctx: ExecutionContext, previous: str, raw: Any) -> str:
-    return ctx.env.suite.hash(bytes.fromhex(previous) + canonical_json(raw)).hex()
+    return ctx.env.suite.hash(bytes.fromhex(previous) + canonical_json(raw, trusted=True)).hex()
 
 
 def _conditions(raw_conditions: Sequence[Any], fields: Sequence[FieldDef]) -> Condition | None:
@@ -186,6 +252,11 @@ def _and(a: Condition | None, b: Condition | None) -> Condition | None:
 
 class TableExecutor:
     """TableListSet, SQLStatement and SQLTransaction."""
+
+    @staticmethod
+    def batchable(tx: SignedTransaction) -> bool:
+        """Plain inserts can share a batched write (see ``apply_transactions``)."""
+        return isinstance(tx.body, SQLStatement) and tx.body.op_type == 6
 
     def apply(self, ctx: ExecutionContext, tx: SignedTransaction,
               txenv: TxEnvironment) -> Mapping[str, Any]:

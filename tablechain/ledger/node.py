@@ -18,7 +18,7 @@ from typing import Any
 from tablechain.crypto import PrivateKey, address_to_text, parse_json
 from tablechain.ledger.blocks import Block
 from tablechain.ledger.chain import Genesis, Ledger
-from tablechain.ledger.errors import BadNonce, InvalidTransaction, LedgerError
+from tablechain.ledger.errors import BadNonce, LedgerError, TooLarge
 from tablechain.ledger.execution import AdmissionHook, ExecutorRegistry
 from tablechain.errors import TablechainError
 from tablechain.ledger.mempool import Mempool
@@ -109,7 +109,7 @@ class Node:
         self._committed = threading.Condition()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
-        self.admission = admission
+        self.admission = admission or self.ledger.admission
         self._verifier = ParallelVerifier()
 
     # --- admission of transactions -----------------------------------------------------------
@@ -153,7 +153,7 @@ class Node:
 
     def submit_blob(self, data: bytes) -> SignedTransaction:
         if len(data) > MAX_TX_BYTES + 4096:
-            raise InvalidTransaction(f"request of {len(data)} bytes is too large")
+            raise TooLarge(f"request of {len(data)} bytes exceeds the limit")
         return self.submit(parse_json(data), len(data))
 
     # --- block production --------------------------------------------------------------------

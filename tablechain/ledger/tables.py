@@ -111,7 +111,12 @@ class TableEngine:
         self.implicit_commit_ddl = conn.dialect.name == "mysql"
         self.ddl_engine = ddl_engine
         self.deferred_drops: list[sa.Table] = []
-        self._tables: dict[tuple[str, bytes], tuple[sa.Table, tuple[FieldDef, ...]]] = {}
+        self._tables: dict[str, tuple[tuple[Any, ...], sa.Table, tuple[FieldDef, ...]]] = {}
+        # Batching: inserts are queued and written with one executemany per table before the
+        # next read or other write (``flush_pending``). Ledger execution switches it on for runs
+        # of plain inserts, and falls back to one-by-one if the batched write fails.
+        self.batching = False
+        self._pending: dict[str, tuple[sa.Table, list[dict[str, Any]]]] = {}
         self.hasher = hasher
 
     # --- metadata ----------------------------------------------------------------------------
@@ -130,16 +135,18 @@ class TableEngine:
         self.state.set(table_key(meta.owner, meta.name), meta.to_json())
 
     def physical(self, meta: TableMeta) -> tuple[sa.Table, tuple[FieldDef, ...]]:
-        key = (meta.name_in_db, canonical_json(list(meta.raw_fields)))
-        if key not in self._tables:
+        cached = self._tables.get(meta.name_in_db)
+        if cached is None or cached[0] != meta.raw_fields:
             fields = parse_fields(list(meta.raw_fields))
             table = build_table(sa.MetaData(), physical_table_name(meta.name_in_db), fields)
-            self._tables[key] = (table, fields)
-        return self._tables[key]
+            cached = (meta.raw_fields, table, fields)
+            self._tables[meta.name_in_db] = cached
+        return cached[1], cached[2]
 
     # --- DDL ---------------------------------------------------------------------------------
 
     def create_physical(self, meta: TableMeta) -> None:
+        self.flush_pending()
         table, _ = self.physical(meta)
         if self.implicit_commit_ddl:
             if self.ddl_engine is None:
@@ -152,6 +159,7 @@ class TableEngine:
             table.create(self.conn)
 
     def drop_physical(self, meta: TableMeta) -> None:
+        self.flush_pending()
         table, _ = self.physical(meta)
         if self.implicit_commit_ddl:
             self.deferred_drops.append(table)
@@ -208,7 +216,7 @@ class TableEngine:
 
     @staticmethod
     def encode_row(rowid: int, row: Mapping[str, Any]) -> bytes:
-        return canonical_json([rowid, dict(row)])
+        return canonical_json([rowid, row], trusted=True)
 
     def complete_row(self, fields: Sequence[FieldDef], given: Mapping[str, Any],
                      rowid: int) -> dict[str, Any]:
@@ -248,12 +256,34 @@ class TableEngine:
             rowid = first + i
             params.append({ROWID: rowid, **self._db_values(fields, row)})
             encoded.append(self.encode_row(rowid, row))
-        try:
-            self.conn.execute(sa.insert(table), params)
-        except sa.exc.IntegrityError as exc:
-            raise RowConflict(_CONFLICT.format("insert")) from exc
+        if self.batching:
+            queued = self._pending.setdefault(meta.name_in_db, (table, []))[1]
+            mark = len(queued)
+            queued.extend(params)
+            self.state.on_undo(lambda: queued.__delitem__(slice(mark, None)))
+        else:
+            self.flush_pending()
+            try:
+                self.conn.execute(sa.insert(table), params)
+            except sa.exc.IntegrityError as exc:
+                raise RowConflict(_CONFLICT.format("insert")) from exc
         self.state.add_rows(meta.name_in_db, encoded, new_rowids=len(rows))
         return [first + i for i in range(len(rows))]
+
+    def flush_pending(self) -> None:
+        """Write queued inserts (raises ``RowConflict`` if any breaks a constraint)."""
+        if not self._pending:
+            return
+        pending, self._pending = self._pending, {}
+        for table, params in pending.values():
+            if params:
+                try:
+                    self.conn.execute(sa.insert(table), params)
+                except sa.exc.IntegrityError as exc:
+                    raise RowConflict(_CONFLICT.format("insert")) from exc
+
+    def discard_pending(self) -> None:
+        self._pending = {}
 
     def next_rowid(self, meta: TableMeta) -> int:
         return self.state.table_digest(meta.name_in_db).next_rowid
@@ -261,6 +291,7 @@ class TableEngine:
     def matching_rows(self, meta: TableMeta, condition: Condition | None,
                       limit: int | None = None) -> list[tuple[int, dict[str, Any]]]:
         """``(rowid, row)`` of the rows matching ``condition``, in row-id order."""
+        self.flush_pending()
         table, fields = self.physical(meta)
         stmt = sa.select(table)
         if condition is not None:
@@ -275,6 +306,7 @@ class TableEngine:
         return out
 
     def count_rows(self, meta: TableMeta, condition: Condition | None) -> int:
+        self.flush_pending()
         table, _ = self.physical(meta)
         stmt = sa.select(sa.func.count()).select_from(table)
         if condition is not None:
@@ -330,6 +362,7 @@ class TableEngine:
 
     def select(self, meta: TableMeta, query: ReadQuery, extra: Condition | None) -> list[dict]:
         """Rows of a read, visible columns only."""
+        self.flush_pending()
         table, fields = self.physical(meta)
         by_name = {f.name: f for f in fields}
         out = []

@@ -394,10 +394,10 @@ def parse_transaction(tx_json: Any, suite: CryptoSuite, network_id: int,
         raise BadSignature(exc.message) from None
     if address_to_text(public_key.address()) != account:
         raise BadSignature("SigningPubKey does not belong to Account")
+    body = parser(tx_json)  # shape before signature: cheaper, and the more useful error
     signature = _hex_field(tx_json, "TxnSignature")
     if verify and not public_key.verify(signed, signature):
         raise BadSignature("TxnSignature does not verify")
-    body = parser(tx_json)
     return SignedTransaction(tx_type, account, sequence, body, suite.hash(signed), public_key,
                              signature, tx_json, size, certificate)
 

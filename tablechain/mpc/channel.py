@@ -25,7 +25,7 @@ def payload_size(payload: Any) -> int:
     """Bytes a payload would occupy on the wire (numpy buffers, ints, bytes, containers)."""
     if payload is None:
         return 0
-    if isinstance(payload, np.ndarray):
+    if isinstance(payload, (np.ndarray, np.generic)):
         return int(payload.nbytes)
     if isinstance(payload, (bytes, bytearray, memoryview)):
         return len(payload)

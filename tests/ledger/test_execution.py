@@ -323,3 +323,27 @@ def test_rebuild_to_head_and_to_an_earlier_height(sqlite_harness, tmp_path):
     assert len(past.read(a.address, "p", [[]], a.address)) == 3
     full.close()
     past.close()
+
+
+def test_national_suite_uses_sm2_and_sm3(tmp_path):
+    from tests.ledger.conftest import Harness
+
+    h = Harness(f"sqlite:///{tmp_path / 'gm.db'}", suite="national")
+    a = h.account("sm2")
+    assert h.create(a, "gm", PEOPLE).success
+    assert h.statement(a, 6, a, "gm", [{"id": 1, "name": "国密"}]).success
+    assert h.read(a, a, "gm", [["name"]]) == [{"name": "国密"}]
+    # Transaction hashes are SM3 in this suite.
+    from tablechain.crypto import sm3
+    from tablechain.ledger.transactions import signing_bytes
+
+    t = h.sign(a, {"TransactionType": "SQLStatement", "OpType": 6, "Owner": a.address,
+                   "Tables": [{"Table": {"TableName": "gm"}}], "Raw": [{"id": 2}]})
+    assert h.parse(t).hash == sm3(signing_bytes(t))
+    # An international key is no key of this chain.
+    intl = h.account("secp256k1")
+    with pytest.raises(LedgerError) as err:
+        h.parse(h.sign(intl, {"TransactionType": "TableListSet", "OpType": 1,
+                              "Tables": [{"Table": {"TableName": "x"}}], "Raw": PEOPLE}))
+    assert err.value.code == "temBAD_SIGNATURE"
+    h.ledger.close()

@@ -1,0 +1,140 @@
+"""Certificate admission through the ledger: each refusal has its own code and changes nothing."""
+
+from __future__ import annotations
+
+import pytest
+
+from tablechain.ca import CertificateAuthority
+from tablechain.ledger.chain import Genesis, Ledger
+from tablechain.ledger.errors import LedgerError
+from tests.ledger.conftest import Account, Harness
+
+T0 = 1_700_000_000  # certificates' clock, seconds; blocks run at T0 + a little
+PEOPLE = [{"field": "id", "type": "int", "PK": 1}]
+
+
+class AdmissionHarness(Harness):
+    def __init__(self, url: str, root: CertificateAuthority, admins: list[str]) -> None:
+        self.genesis = Genesis(network_id=7, admission={
+            "enabled": True, "trusted_roots": [_pem(root.certificate.der)], "admins": admins})
+        self.ledger = Ledger(url, self.genesis)
+        self.clock = T0 * 1000
+
+
+def _pem(der: bytes, label: str = "CERTIFICATE") -> str:
+    import base64
+
+    if der.startswith(b"-----BEGIN"):
+        return der.decode()
+    body = base64.encodebytes(der).decode().replace("\n", "")
+    lines = [body[i:i + 64] for i in range(0, len(body), 64)]
+    return f"-----BEGIN {label}-----\n" + "\n".join(lines) + f"\n-----END {label}-----\n"
+
+
+@pytest.fixture
+def pki(tmp_path):
+    root = CertificateAuthority.init_root(tmp_path / "root", name="Root", not_before=T0 - 10,
+                                          not_after=T0 + 10**9)
+    inter = CertificateAuthority.init_intermediate(tmp_path / "inter", root, name="Issuing CA",
+                                                   not_before=T0 - 10, not_after=T0 + 10**9)
+    return root, inter
+
+
+def certify(ca, who: Account, not_before=T0 - 10, not_after=T0 + 10**7, role="user") -> str:
+    leaf = ca.issue(name=who.address, role=role, public_key=who.key.public_key.to_bytes(),
+                    scheme=who.key.scheme, not_before=not_before, not_after=not_after)
+    return "".join(_pem(d) for d in ca.chain_for(leaf))
+
+
+def test_admission_end_to_end(pki, tmp_path):
+    root, inter = pki
+    admin = Account()
+    h = AdmissionHarness(f"sqlite:///{tmp_path / 'a.db'}", root, [admin.address])
+    alice, mallory = Account(), Account()
+    chain = certify(inter, alice)
+
+    def create(who, name, cert=None):
+        extra = {} if cert is None else {"Certificate": cert}
+        receipt = h.create(who, name, PEOPLE, **extra)
+        if receipt.result.startswith("ca"):
+            who.sequence -= 1  # a refused signer's Sequence does not move
+        return receipt
+
+    # No certificate: refused, and nothing changes (not even the nonce).
+    root_before = h.ledger.head.state_root
+    r = create(alice, "t0")
+    assert r.result == "caCERTIFICATE_REQUIRED"
+    assert h.ledger.head.state_root == root_before
+    assert h.ledger.account_sequence(alice.address) == 0
+    # Carried chain: admitted and registered; later referenced by fingerprint.
+    r = create(alice, "t1", chain)
+    assert r.success, r
+    from tablechain.ca import load_certificates
+
+    fp = load_certificates(chain.encode())[0].fingerprint
+    assert create(alice, "t2", fp).success
+    # Someone else's certificate: key mismatch.
+    assert create(mallory, "m", chain).result == "caKEY_MISMATCH"
+    assert create(mallory, "m", fp).result == "caKEY_MISMATCH"
+    # Unknown fingerprint.
+    assert create(mallory, "m", "ab" * 32).result == "caUNKNOWN_CERTIFICATE"
+    # Not yet valid / expired at the block's time (never the wall clock).
+    bob = Account()
+    assert create(bob, "b", certify(inter, bob, not_before=T0 + 10**6)).result == "caCERT_NOT_YET_VALID"
+    carol = Account()
+    assert create(carol, "c", certify(inter, carol, not_after=T0 - 1)).result == "caCERT_EXPIRED"
+    # Wrong root.
+    other_root = CertificateAuthority.init_root(tmp_path / "other", name="Root", not_before=T0 - 10,
+                                                not_after=T0 + 10**9)
+    dave = Account()
+    assert create(dave, "d", certify(other_root, dave)).result in ("caUNKNOWN_ROOT", "caBAD_SIGNATURE")
+    # Revocation by the issuing CA's CRL, applied on-chain: alice is out from that block on.
+    serial = load_certificates(chain.encode())[0].serial
+    inter.revoke(serial, at=T0)
+    crl = _pem(inter.crl(this_update=T0, next_update=T0 + 10**6), "X509 CRL")
+    r = h.run(admin, {"TransactionType": "CertificateSet", "Action": "import_crl", "CRL": crl,
+                      "Issuer": _pem(inter.certificate.der), "Certificate": certify(inter, admin)})
+    assert r.success, r
+    assert create(alice, "t3", fp).result == "caREVOKED"
+    # Only an admin revokes directly or changes roots.
+    eve = Account()
+    eve_chain = certify(inter, eve)
+    r = h.run(eve, {"TransactionType": "CertificateSet", "Action": "set_roots",
+                    "TrustedRoots": [_pem(other_root.certificate.der)], "Certificate": eve_chain})
+    assert r.result == "tefBAD_AUTH_NO"
+    r = h.run(eve, {"TransactionType": "CertificateSet", "Action": "revoke",
+                    "Revocations": [{"IssuerKeyId": "00" * 32, "Serial": 1}], "Certificate": eve_chain})
+    assert r.result == "tefBAD_AUTH_NO"
+    assert root_before != h.ledger.head.state_root
+    h.ledger.close()
+
+
+def test_admission_off_needs_no_certificate(tmp_path):
+    h = Harness(f"sqlite:///{tmp_path / 'b.db'}")
+    a = h.account()
+    assert h.create(a, "t", PEOPLE).success
+    h.ledger.close()
+
+
+def test_submission_is_checked_too(pki, tmp_path):
+    from tablechain.crypto import generate_private_key
+    from tablechain.ledger.node import Node
+
+    root, inter = pki
+    genesis = Genesis(network_id=7, admission={
+        "enabled": True, "trusted_roots": [_pem(root.certificate.der)], "admins": []})
+    node = Node(f"sqlite:///{tmp_path / 'n.db'}", genesis, generate_private_key())
+    a = Account()
+    h = Harness.__new__(Harness)
+    tx = h.sign(a, {"TransactionType": "TableListSet", "OpType": 1,
+                    "Tables": [{"Table": {"TableName": "t"}}], "Raw": PEOPLE})
+    with pytest.raises(LedgerError.__mro__[1]) as err:  # TablechainError
+        node.submit(tx)
+    assert err.value.code == "caCERTIFICATE_REQUIRED"
+    assert len(node.mempool) == 0
+    a.sequence = 0
+    ok = h.sign(a, {"TransactionType": "TableListSet", "OpType": 1, "Certificate": certify(inter, a, not_after=T0 + 10**9),
+                    "Tables": [{"Table": {"TableName": "t"}}], "Raw": PEOPLE})
+    node.submit(ok)
+    assert node.produce_block().receipts[0].success
+    node.stop()

@@ -1,0 +1,152 @@
+"""The single-validator node: admission, block cutting, events, bad input."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from tablechain.crypto import address_to_text, generate_private_key
+from tablechain.errors import TablechainError
+from tablechain.ledger.chain import Genesis
+from tablechain.ledger.node import Node, NodeConfig
+from tablechain.ledger.transactions import MAX_TX_BYTES, sign_transaction
+
+FIELDS = [{"field": "id", "type": "int", "PK": 1}, {"field": "name", "type": "varchar", "length": 32}]
+
+
+@pytest.fixture
+def node(tmp_path):
+    n = Node(f"sqlite:///{tmp_path / 'node.db'}", Genesis(network_id=3, max_block_txs=50,
+                                                         max_block_wait_ms=20),
+             generate_private_key(), NodeConfig(mempool_size=500))
+    yield n
+    n.stop()
+
+
+def tx(key, seq, **fields):
+    return sign_transaction({"NetworkID": 3, "Sequence": seq, **fields}, key)
+
+
+def create(key, seq=1, name="t"):
+    return tx(key, seq, TransactionType="TableListSet", OpType=1,
+              Tables=[{"Table": {"TableName": name}}], Raw=FIELDS)
+
+
+def insert(key, seq, i, owner=None):
+    return tx(key, seq, TransactionType="SQLStatement", OpType=6,
+              Owner=owner or address_to_text(key.address()),
+              Tables=[{"Table": {"TableName": "t"}}], Raw=[{"id": i, "name": f"n{i}"}])
+
+
+def test_blocks_are_cut_by_count_and_time_and_never_empty(node):
+    key = generate_private_key()
+    node.submit(create(key))
+    assert node.produce_block().header.tx_count == 1
+    assert node.produce_block() is None  # nothing waiting: no empty block
+    for i in range(120):
+        node.submit(insert(key, i + 2, i))
+    sizes = []
+    while (b := node.produce_block()) is not None:
+        sizes.append(b.header.tx_count)
+    assert sizes == [50, 50, 20]
+    node.start()
+    last = node.submit(insert(key, 122, 500))
+    record = node.wait_for(last.hash_hex, timeout=10)
+    assert record["result"] == "tesSUCCESS"
+    assert node.ledger.height == 5
+
+
+def test_events_reach_subscribers(node):
+    key = generate_private_key()
+    events = []
+    node.subscribe(events.append)
+    t = node.submit(create(key))
+    node.produce_block()
+    bad = node.submit(tx(key, 2, TransactionType="SQLStatement", OpType=6,
+                         Owner=address_to_text(key.address()), Tables=[{"Table": {"TableName": "nope"}}],
+                         Raw=[{"id": 1}]))
+    node.produce_block()
+    kinds = [(e.kind, e.status, e.tx_hash) for e in events]
+    assert ("singleTransaction", "validate_success", t.hash_hex) in kinds
+    assert ("singleTransaction", "db_success", t.hash_hex) in kinds
+    assert ("table", "db_success", t.hash_hex) in kinds
+    assert ("singleTransaction", "validate_fail", bad.hash_hex) in kinds
+    failed = [e for e in events if e.tx_hash == bad.hash_hex and e.status == "db_error"][0]
+    assert failed.to_json()["result"] == "tefTABLE_NOTEXIST"
+
+
+def expect_code(node, payload, code, size=None):
+    before = (node.ledger.height, len(node.mempool))
+    with pytest.raises(TablechainError) as err:
+        if isinstance(payload, bytes):
+            node.submit_blob(payload)
+        else:
+            node.submit(payload, size)
+    assert err.value.code == code, err.value
+    assert (node.ledger.height, len(node.mempool)) == before
+    return err.value
+
+
+def test_bad_input_gets_stable_codes_and_changes_nothing(node):
+    key = generate_private_key()
+    good = create(key)
+    expect_code(node, b"{not json", "temMALFORMED")
+    expect_code(node, b"\xff\xfe", "temMALFORMED")
+    expect_code(node, b"[" * 50_000 + b"]" * 50_000, "temMALFORMED")
+    expect_code(node, [], "temMALFORMED")
+    expect_code(node, {**good, "Bogus": 1}, "temMALFORMED")
+    expect_code(node, {k: v for k, v in good.items() if k != "Sequence"}, "temMALFORMED")
+    expect_code(node, {**good, "Sequence": "1"}, "temMALFORMED")
+    expect_code(node, {**good, "Sequence": True}, "temMALFORMED")
+    expect_code(node, {**good, "OpType": 99}, "temMALFORMED")
+    expect_code(node, {**good, "TransactionType": "Nope"}, "temMALFORMED")
+    expect_code(node, {**good, "NetworkID": 4}, "temMALFORMED")
+    expect_code(node, {**good, "Raw": [{"field": "x", "type": "int"}]}, "temBAD_SIGNATURE")
+    expect_code(node, {**good, "TxnSignature": "zz"}, "temBAD_SIGNATURE")
+    other = generate_private_key()
+    expect_code(node, {**good, "SigningPubKey": other.public_key.to_bytes().hex()}, "temBAD_SIGNATURE")
+    big = tx(key, 1, TransactionType="SQLStatement", OpType=6, Owner=address_to_text(key.address()),
+             Tables=[{"Table": {"TableName": "t"}}], Raw=[{"id": 1, "name": "x" * (MAX_TX_BYTES + 10)}])
+    expect_code(node, big, "temTOO_LARGE")
+    expect_code(node, json.dumps({**big, "Raw": [{"x" * (MAX_TX_BYTES + 9000): 1}]}).encode(), "temTOO_LARGE")
+    expect_code(node, {**good, "Tables": [{"Table": {"TableName": "a'; DROP TABLE tc_kv;--"}}]},
+                "temMALFORMED")
+    # Replay and skipped nonces.
+    node.submit(good)
+    expect_code(node, good, "tefALREADY")
+    expect_code(node, insert(key, 3, 1), "terPRE_SEQ")
+    expect_code(node, create(key, 1, "u"), "tefPAST_SEQ")
+    node.produce_block()
+    expect_code(node, good, "tefPAST_SEQ")
+    # The node keeps serving.
+    node.submit(insert(key, 2, 1))
+    assert node.produce_block().receipts[0].success
+
+
+def test_mempool_backpressure(tmp_path):
+    n = Node(f"sqlite:///{tmp_path / 'n.db'}", Genesis(network_id=3), generate_private_key(),
+             NodeConfig(mempool_size=5))
+    keys = [generate_private_key() for _ in range(6)]
+    for k in keys[:5]:
+        n.submit(create(k))
+    err = expect_code(n, create(keys[5]), "telQUEUE_FULL")
+    assert "retry" in err.message
+    n.produce_block()
+    n.submit(create(keys[5]))
+    n.stop()
+
+
+def test_submit_many_verifies_in_parallel_and_reports_each(node):
+    key = generate_private_key()
+    node.submit(create(key))
+    node.produce_block()
+    batch = [insert(key, i + 2, i) for i in range(80)]
+    batch[10] = {**batch[10], "TxnSignature": batch[11]["TxnSignature"]}
+    results = node.submit_many(batch)
+    assert isinstance(results[10], TablechainError) and results[10].code == "temBAD_SIGNATURE"
+    # Everything after the bad one is a skipped nonce now.
+    assert all(not isinstance(r, TablechainError) for r in results[:10])
+    assert all(isinstance(r, TablechainError) and r.code == "terPRE_SEQ" for r in results[11:])
+    node.produce_block()
+    assert node.ledger.account_sequence(address_to_text(key.address())) == 11
