@@ -126,10 +126,13 @@ class Client:
     """A synchronous client of one node, acting as the account of ``key``."""
 
     def __init__(self, url: str, key: PrivateKey | None = None, *, timeout: float = 10.0,
-                 wait_timeout: float = 30.0, transport: httpx.BaseTransport | None = None
-                 ) -> None:
+                 wait_timeout: float = 30.0, certificate: str | None = None,
+                 transport: httpx.BaseTransport | None = None) -> None:
         self.url = url.rstrip("/") + "/"
         self.key = key
+        # Where the chain requires admission: the signer's certificate chain (PEM, leaf first)
+        # or, once registered, its leaf's SHA-256 fingerprint; sent with every transaction.
+        self.certificate = certificate
         self.wait_timeout = wait_timeout
         self._http = httpx.Client(timeout=timeout, transport=transport)
         self._ids = itertools.count(1)
@@ -234,6 +237,8 @@ class Client:
         tx = dict(body)
         tx["Sequence"] = sequence
         tx["NetworkID"] = self.network_id
+        if self.certificate is not None:
+            tx.setdefault("Certificate", self.certificate)
         try:
             return sign_transaction(tx, self._key())
         except ClientError:

@@ -5,26 +5,22 @@ from __future__ import annotations
 import json
 import os
 import signal
-import subprocess
-import sys
 import threading
 import time
 from pathlib import Path
 from typing import Any
 
+from typer.testing import CliRunner
+
 from tablechain.crypto import generate_private_key
+from tablechain.ledger.chain import Ledger
+from tablechain.platform.cli import app
 from tablechain.platform.client import Client, ClientError
-from tablechain.platform.config import init_datadir
+from tablechain.platform.config import init_datadir, load_genesis, load_settings
 from tablechain.platform.demo import NodeProcess
 
 FIELDS = [{"field": "id", "type": "int", "PK": 1}, {"field": "who", "type": "varchar",
                                                        "length": 42}]
-
-
-def _cli(*args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "tablechain.platform.cli", *args],
-                          capture_output=True, text=True, timeout=timeout,
-                          env=NodeProcess.environment())
 
 
 def _all_rows(client: Client, owner: str, name: str) -> list[dict[str, Any]]:
@@ -109,8 +105,8 @@ def test_sigkill_mid_load_recovers_to_the_last_committed_block(tmp_path: Path) -
             assert with_error == "txnNotFound"
 
         # the chain replays to the same state root, block by block
-        result = _cli("node", "rebuild", str(datadir), "--json")
-        assert result.returncode == 0, result.stderr
+        result = CliRunner().invoke(app, ["node", "rebuild", str(datadir), "--json"])
+        assert result.exit_code == 0, result.output
         rebuilt = json.loads(result.stdout)
         head_block = owner.ledger(rebuilt["height"])
         assert rebuilt["height"] >= head
@@ -127,18 +123,18 @@ def test_sigkill_mid_load_recovers_to_the_last_committed_block(tmp_path: Path) -
             assert record["result"] == "tesSUCCESS"
 
         # a second node on the same data directory is refused while this one runs
-        second = _cli("node", "start", str(datadir), "--port", "0", timeout=60)
-        assert second.returncode == 1
-        assert "tecDATADIR_LOCKED" in second.stderr
+        second = CliRunner().invoke(app, ["node", "start", str(datadir), "--port", "0"])
+        assert second.exit_code == 1 and "tecDATADIR_LOCKED" in second.stderr
+
         # a clean stop (SIGINT, as Ctrl-C) commits what is still queued
         queued = [owner.insert("load", [{"id": -100 - i, "who": owner.address}],
                                owner=owner.address, wait=False)["hash"] for i in range(3)]
     finally:
         code = node.stop(sig=signal.SIGINT)
     assert code == 0, node.log_text()[-3000:]
-    url = node.start()
+    settings = load_settings(datadir)
+    ledger = Ledger(settings.resolved_db_url, load_genesis(settings))
     try:
-        again = Client(url, owner.key)
-        assert all(again.tx(h)["result"] == "tesSUCCESS" for h in queued)
+        assert [ledger.transaction(h)["result"] for h in queued] == ["tesSUCCESS"] * 3
     finally:
-        assert node.stop() == 0
+        ledger.close()

@@ -201,3 +201,24 @@ def test_client_errors(server: BackgroundServer, alice: Client) -> None:
     info = alice.server_info()
     assert alice.network_id == info["network_id"] and alice.hash_name == "sha256"
     assert alice.ledger(0)["ledger_index"] == 0
+
+
+def test_national_suite(tmp_path: Any) -> None:
+    from tablechain.platform.config import init_datadir, national_available, open_node
+    from tablechain.platform.server import serve_in_thread
+
+    if not national_available():
+        pytest.skip("this build has no SM2")
+    settings = init_datadir(tmp_path / "gm", national=True, max_block_wait_ms=5)
+    with serve_in_thread(open_node(settings)) as srv:
+        gm = Client(srv.url, generate_private_key("sm2"))
+        assert gm.server_info()["suite"] == "national" and gm.hash_name == "sm3"
+        gm.create_table("gm", FIELDS, strict=True)
+        rows = [{"id": 1, "name": "sm", "age": 2}]
+        gm.insert("gm", rows, strict=True)
+        pointer = strict_pointer_after(strict_pointer_after(None, FIELDS, "sm3"), rows, "sm3")
+        assert gm.table_info(gm.address, "gm")["strict_pointer"] == pointer
+        assert gm.get(gm.address, "gm") == rows
+        with pytest.raises(ClientError) as exc:
+            Client(srv.url, generate_private_key()).create_table("x", FIELDS)
+        assert exc.value.code == "temBAD_SIGNATURE"  # a secp256k1 key is not of this suite

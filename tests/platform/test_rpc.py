@@ -15,6 +15,7 @@ from starlette.testclient import TestClient
 
 from tablechain.ledger.node import Node
 from tablechain.ledger.reads import sign_read_request
+from tablechain.platform.config import open_node
 from tablechain.platform.rpc import (
     INTERNAL_ERROR,
     INVALID_PARAMS,
@@ -25,7 +26,6 @@ from tablechain.platform.rpc import (
     SERVER_ERROR,
     create_app,
 )
-from tablechain.platform.config import open_node
 from tablechain.platform.server import serve_in_thread
 
 from .conftest import NETWORK_ID, Rpc, Signer, create_tx, insert_tx, make_settings
