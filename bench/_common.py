@@ -58,16 +58,23 @@ def median_rate(run: Callable[[], int], repeats: int) -> float:
 def report(bench: str, figures: list[Figure], extra: dict[str, Any] | None = None) -> None:
     """Print the table, then the JSON line as the very last line."""
     width = max([len(f.metric) for f in figures] + [6])
-    print(f"{'metric':<{width}}  {'value':>14}  {'unit':<8}  {'peer':<28}  {'peer value':>12}  ratio")
+    print(
+        f"{'metric':<{width}}  {'value':>14}  {'unit':<8}  {'peer':<28}  {'peer value':>12}  ratio"
+    )
     for f in figures:
         d = f.as_dict()
         pv = "" if d["peer_value"] is None else f"{d['peer_value']:,.2f}"
         ratio = "" if d["ratio"] is None else f"{d['ratio']:.3f}"
         print(
-            f"{f.metric:<{width}}  {f.value:>14,.2f}  {f.unit:<8}  {f.peer or '':<28}  {pv:>12}  {ratio}"
+            f"{f.metric:<{width}}  {f.value:>14,.2f}  {f.unit:<8}  {f.peer or '':<28}  "
+            f"{pv:>12}  {ratio}"
             + (f"   goal {f.goal}" if f.goal else "")
         )
-    line: dict[str, Any] = {"bench": bench, "figures": [f.as_dict() for f in figures], "machine": machine()}
+    line: dict[str, Any] = {
+        "bench": bench,
+        "figures": [f.as_dict() for f in figures],
+        "machine": machine(),
+    }
     if extra:
         line.update(extra)
     print(json.dumps(line))

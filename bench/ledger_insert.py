@@ -22,8 +22,11 @@ from tablechain.ledger.chain import Genesis
 from tablechain.ledger.node import Node, NodeConfig
 from tablechain.ledger.transactions import sign_transaction
 
-FIELDS = [{"field": "id", "type": "int", "PK": 1}, {"field": "name", "type": "varchar", "length": 32},
-          {"field": "amount", "type": "int"}]
+FIELDS = [
+    {"field": "id", "type": "int", "PK": 1},
+    {"field": "name", "type": "varchar", "length": 32},
+    {"field": "amount", "type": "int"},
+]
 NETWORK = 1
 
 
@@ -36,25 +39,57 @@ def _signed_inserts(n: int, accounts: int, scheme: str) -> tuple[object, list[di
     for i in range(n):
         k = i % accounts
         seq[k] += 1
-        txs.append(sign_transaction({
-            "TransactionType": "SQLStatement", "OpType": 6, "NetworkID": NETWORK,
-            "Sequence": seq[k], "Owner": owner_addr,
-            "Tables": [{"Table": {"TableName": "bench"}}],
-            "Raw": [{"id": i, "name": f"row-{i}", "amount": i * 7}]}, keys[k]))
+        txs.append(
+            sign_transaction(
+                {
+                    "TransactionType": "SQLStatement",
+                    "OpType": 6,
+                    "NetworkID": NETWORK,
+                    "Sequence": seq[k],
+                    "Owner": owner_addr,
+                    "Tables": [{"Table": {"TableName": "bench"}}],
+                    "Raw": [{"id": i, "name": f"row-{i}", "amount": i * 7}],
+                },
+                keys[k],
+            )
+        )
     return owner, txs
 
 
 def measure_node(n: int, scheme: str, workdir: Path) -> float:
     owner, txs = _signed_inserts(n, 64, scheme)
     genesis = Genesis(network_id=NETWORK, max_block_txs=2000, max_block_wait_ms=50)
-    node = Node(f"sqlite:///{workdir / 'node.db'}", genesis, generate_private_key(scheme),
-                NodeConfig(mempool_size=n + 10))
-    setup = [sign_transaction({"TransactionType": "TableListSet", "OpType": 1, "NetworkID": NETWORK,
-                               "Sequence": 1, "Tables": [{"Table": {"TableName": "bench"}}],
-                               "Raw": FIELDS}, owner),
-             sign_transaction({"TransactionType": "TableListSet", "OpType": 11, "NetworkID": NETWORK,
-                               "Sequence": 2, "Tables": [{"Table": {"TableName": "bench"}}],
-                               "User": "everyone", "Raw": [{"insert": True}]}, owner)]
+    node = Node(
+        f"sqlite:///{workdir / 'node.db'}",
+        genesis,
+        generate_private_key(scheme),
+        NodeConfig(mempool_size=n + 10),
+    )
+    setup = [
+        sign_transaction(
+            {
+                "TransactionType": "TableListSet",
+                "OpType": 1,
+                "NetworkID": NETWORK,
+                "Sequence": 1,
+                "Tables": [{"Table": {"TableName": "bench"}}],
+                "Raw": FIELDS,
+            },
+            owner,
+        ),
+        sign_transaction(
+            {
+                "TransactionType": "TableListSet",
+                "OpType": 11,
+                "NetworkID": NETWORK,
+                "Sequence": 2,
+                "Tables": [{"Table": {"TableName": "bench"}}],
+                "User": "everyone",
+                "Raw": [{"insert": True}],
+            },
+            owner,
+        ),
+    ]
     for tx in setup:
         node.submit(tx)
     node.produce_block()
@@ -65,8 +100,11 @@ def measure_node(n: int, scheme: str, workdir: Path) -> float:
     elapsed = time.perf_counter() - start
     head = node.ledger.height
     committed = sum(len(node.ledger.block(h)["receipts"]) for h in range(2, head + 1))
-    ok = all(r["result"] == "tesSUCCESS" for h in range(2, head + 1)
-             for r in node.ledger.block(h)["receipts"])
+    ok = all(
+        r["result"] == "tesSUCCESS"
+        for h in range(2, head + 1)
+        for r in node.ledger.block(h)["receipts"]
+    )
     node.stop()
     if committed != n or not ok:
         raise SystemExit(f"only {committed} of {n} transactions committed successfully")
@@ -124,12 +162,29 @@ def main(argv: list[str]) -> int:
             sqlite_rates.append(measure_sqlite(n, Path(d)))
     node_rate = statistics.median(node_rates)
     ceiling = statistics.median(verify_rates) * cores
-    report("ledger_insert", [
-        Figure("committed_tx_per_s", node_rate, "tx/s", f"signature ceiling ({cores} cores)",
-               ceiling, ">= 0.5 of peer"),
-        Figure("committed_tx_per_s", node_rate, "tx/s", "raw SQLite executemany rows/s",
-               statistics.median(sqlite_rates), None),
-        Figure("verify_per_s_one_core", statistics.median(verify_rates), "tx/s",
-               None, None, None),
-    ], {"transactions": n, "scheme": args.scheme, "repeats": repeats})
+    report(
+        "ledger_insert",
+        [
+            Figure(
+                "committed_tx_per_s",
+                node_rate,
+                "tx/s",
+                f"signature ceiling ({cores} cores)",
+                ceiling,
+                ">= 0.5 of peer",
+            ),
+            Figure(
+                "committed_tx_per_s",
+                node_rate,
+                "tx/s",
+                "raw SQLite executemany rows/s",
+                statistics.median(sqlite_rates),
+                None,
+            ),
+            Figure(
+                "verify_per_s_one_core", statistics.median(verify_rates), "tx/s", None, None, None
+            ),
+        ],
+        {"transactions": n, "scheme": args.scheme, "repeats": repeats},
+    )
     return 0

@@ -30,7 +30,9 @@ def _check(value: Any, depth: int) -> None:
     if isinstance(value, int):
         return
     if isinstance(value, float):
-        raise CanonicalJSONError("floats are not allowed in canonical JSON; use integers or decimal strings")
+        raise CanonicalJSONError(
+            "floats are not allowed in canonical JSON; use integers or decimal strings"
+        )
     if isinstance(value, (list, tuple)):
         for item in value:
             _check(item, depth + 1)

@@ -228,9 +228,13 @@ class Ed25519PrivateKey(PrivateKey):
         from cryptography.hazmat.primitives import serialization as ser
 
         self._key = key
-        self._secret = key.private_bytes(ser.Encoding.Raw, ser.PrivateFormat.Raw, ser.NoEncryption())
+        self._secret = key.private_bytes(
+            ser.Encoding.Raw, ser.PrivateFormat.Raw, ser.NoEncryption()
+        )
         pub = key.public_key()
-        self._public = Ed25519PublicKey(pub, pub.public_bytes(ser.Encoding.Raw, ser.PublicFormat.Raw))
+        self._public = Ed25519PublicKey(
+            pub, pub.public_bytes(ser.Encoding.Raw, ser.PublicFormat.Raw)
+        )
 
     @classmethod
     def generate(cls) -> Ed25519PrivateKey:

@@ -2,7 +2,12 @@
 
 from tablechain.ledger.blocks import Block, BlockEnvironment, BlockHeader, Receipt, TxEnvironment
 from tablechain.ledger.chain import Genesis, Ledger, PendingBlock, rebuild
-from tablechain.ledger.execution import AdmissionHook, ExecutionContext, ExecutorRegistry, TxExecutor
+from tablechain.ledger.execution import (
+    AdmissionHook,
+    ExecutionContext,
+    ExecutorRegistry,
+    TxExecutor,
+)
 from tablechain.ledger.mempool import Mempool
 from tablechain.ledger.node import Event, Node, NodeConfig
 from tablechain.ledger.reads import sign_read_request, verify_read_request

@@ -35,8 +35,13 @@ from tablechain.ledger.errors import InvalidTransaction, PermissionDenied
 from tablechain.ledger.state import StateOverlay
 from tablechain.ledger.transactions import SignedTransaction, register_transaction_type
 
-__all__ = ["CertificateAdmission", "CertificateSet", "CertificateExecutor", "genesis_entries",
-           "CERTIFICATE_TX"]
+__all__ = [
+    "CertificateAdmission",
+    "CertificateSet",
+    "CertificateExecutor",
+    "genesis_entries",
+    "CERTIFICATE_TX",
+]
 
 CERTIFICATE_TX = "CertificateSet"
 _FP_LEN = 64
@@ -62,7 +67,9 @@ class CertificateSet:
 def _pem(obj: Mapping[str, Any], key: str) -> str:
     value = obj.get(key)
     if not isinstance(value, str) or not value or len(value) > _MAX_PEM:
-        raise InvalidTransaction(f"CertificateSet.{key} must be PEM text of at most {_MAX_PEM} bytes")
+        raise InvalidTransaction(
+            f"CertificateSet.{key} must be PEM text of at most {_MAX_PEM} bytes"
+        )
     return value
 
 
@@ -76,9 +83,14 @@ def _parse_certificate_set(obj: Mapping[str, Any]) -> CertificateSet:
             raise InvalidTransaction("Revocations is a list of 1 to 1000 entries")
         out = []
         for e in entries:
-            if (not isinstance(e, dict) or set(e) != {"IssuerKeyId", "Serial"}
-                    or not isinstance(e["IssuerKeyId"], str) or len(e["IssuerKeyId"]) != 64
-                    or not isinstance(e["Serial"], int) or isinstance(e["Serial"], bool)):
+            if (
+                not isinstance(e, dict)
+                or set(e) != {"IssuerKeyId", "Serial"}
+                or not isinstance(e["IssuerKeyId"], str)
+                or len(e["IssuerKeyId"]) != 64
+                or not isinstance(e["Serial"], int)
+                or isinstance(e["Serial"], bool)
+            ):
                 raise InvalidTransaction('each revocation is {"IssuerKeyId": hex, "Serial": int}')
             out.append((e["IssuerKeyId"].lower(), e["Serial"]))
         return CertificateSet(action, revocations=tuple(out))
@@ -93,8 +105,10 @@ def _parse_certificate_set(obj: Mapping[str, Any]) -> CertificateSet:
 
 
 register_transaction_type(
-    CERTIFICATE_TX, _parse_certificate_set,
-    {"TransactionType", "Action", "Certificates", "Revocations", "CRL", "Issuer", "TrustedRoots"})
+    CERTIFICATE_TX,
+    _parse_certificate_set,
+    {"TransactionType", "Action", "Certificates", "Revocations", "CRL", "Issuer", "TrustedRoots"},
+)
 
 
 def genesis_entries(admission: Mapping[str, Any]) -> dict[str, Any]:
@@ -102,9 +116,13 @@ def genesis_entries(admission: Mapping[str, Any]) -> dict[str, Any]:
     if not admission:
         return {}
     roots = list(admission.get("trusted_roots", []))
-    return {"admission/config": {"enabled": bool(admission.get("enabled", False)),
-                                 "admins": sorted(admission.get("admins", []))},
-            "admission/roots": roots}
+    return {
+        "admission/config": {
+            "enabled": bool(admission.get("enabled", False)),
+            "admins": sorted(admission.get("admins", [])),
+        },
+        "admission/roots": roots,
+    }
 
 
 class _StateRevocations:
@@ -136,14 +154,17 @@ class CertificateAdmission:
             self._verifiers = {roots: verifier}  # roots changed: the old cache is moot
         return verifier
 
-    def _admit(self, state: StateOverlay, tx: SignedTransaction, at_time: int,
-               register: bool) -> None:
+    def _admit(
+        self, state: StateOverlay, tx: SignedTransaction, at_time: int, register: bool
+    ) -> None:
         verifier = self._verifier(state)
         if verifier is None:
             return
         if not tx.certificate:
-            raise CertificateRequired("admission is on: attach your certificate chain (PEM) or "
-                                      "its registered fingerprint as Certificate")
+            raise CertificateRequired(
+                "admission is on: attach your certificate chain (PEM) or "
+                "its registered fingerprint as Certificate"
+            )
         text = tx.certificate
         if len(text) == _FP_LEN and all(c in "0123456789abcdef" for c in text):
             stored = state.get(f"cert/{text}")
@@ -154,8 +175,13 @@ class CertificateAdmission:
             reference: str | bytes = text
         else:
             reference = text.encode()
-        verifier.check_signer(reference, tx.public_key.to_bytes(), tx.public_key.scheme, at_time,
-                              _StateRevocations(state))
+        verifier.check_signer(
+            reference,
+            tx.public_key.to_bytes(),
+            tx.public_key.scheme,
+            at_time,
+            _StateRevocations(state),
+        )
         if register and isinstance(reference, bytes):
             _register_chain(state, verifier, reference)
 
@@ -182,6 +208,12 @@ def _register_chain(state: StateOverlay, verifier: CertificateVerifier, chain: b
     return fingerprint
 
 
+def _text(value: str | None) -> str:
+    if value is None:
+        raise InvalidTransaction("a required PEM field is missing")
+    return value
+
+
 class CertificateExecutor:
     """Applies ``CertificateSet`` transactions."""
 
@@ -195,10 +227,11 @@ class CertificateExecutor:
         is_admin = tx.account in config.get("admins", [])
         if body.action == "register":
             verifier = self.admission.verifier_for(state) or CertificateVerifier(
-                [r.encode() for r in state.get("admission/roots", [])])
-            verifier.validate(body.certificates.encode(), ctx.env.timestamp_ms // 1000,
-                              _StateRevocations(state))
-            return {"fingerprint": _register_chain(state, verifier, body.certificates.encode())}
+                [r.encode() for r in state.get("admission/roots", [])]
+            )
+            chain = _text(body.certificates).encode()
+            verifier.validate(chain, ctx.env.timestamp_ms // 1000, _StateRevocations(state))
+            return {"fingerprint": _register_chain(state, verifier, chain)}
         if body.action == "revoke":
             if not is_admin:
                 raise PermissionDenied("only an admin revokes directly; a CA submits its CRL")
@@ -206,19 +239,25 @@ class CertificateExecutor:
                 state.set(f"revoked/{key_id}/{serial}", {"by": tx.account})
             return {"revoked": len(body.revocations)}
         if body.action == "import_crl":
-            issuers = load_certificates(body.issuer.encode())
+            issuers = load_certificates(_text(body.issuer).encode())
             if len(issuers) != 1:
                 raise InvalidTransaction("Issuer is one PEM certificate")
             issuer = issuers[0]
-            roots = {c.fingerprint for r in state.get("admission/roots", [])
-                     for c in load_certificates(r.encode())}
+            roots = {
+                c.fingerprint
+                for r in state.get("admission/roots", [])
+                for c in load_certificates(r.encode())
+            }
             if issuer.fingerprint not in roots and state.get(f"ca/{issuer.fingerprint}") is None:
-                raise UnknownCertificate("the CRL's issuer is neither a trusted root nor a CA of "
-                                         "a registered chain")
-            entries = import_crl(body.crl.encode(), issuer.der)
+                raise UnknownCertificate(
+                    "the CRL's issuer is neither a trusted root nor a CA of a registered chain"
+                )
+            entries = import_crl(_text(body.crl).encode(), issuer.der)
             for e in entries:
-                state.set(f"revoked/{e.issuer_key_id}/{e.serial}",
-                          {"by": tx.account, "crl": issuer.fingerprint})
+                state.set(
+                    f"revoked/{e.issuer_key_id}/{e.serial}",
+                    {"by": tx.account, "crl": issuer.fingerprint},
+                )
             return {"revoked": len(entries)}
         if not is_admin:
             raise PermissionDenied("only an admin changes the trusted roots")

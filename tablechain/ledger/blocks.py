@@ -10,8 +10,16 @@ from tablechain.crypto import canonical_json
 from tablechain.ledger.merkle import merkle_root
 from tablechain.ledger.transactions import CryptoSuite, SignedTransaction
 
-__all__ = ["BlockHeader", "Block", "Receipt", "BlockEnvironment", "TxEnvironment",
-           "SUCCESS", "tx_root", "receipts_root"]
+__all__ = [
+    "BlockHeader",
+    "Block",
+    "Receipt",
+    "BlockEnvironment",
+    "TxEnvironment",
+    "SUCCESS",
+    "tx_root",
+    "receipts_root",
+]
 
 SUCCESS = "tesSUCCESS"
 
@@ -52,13 +60,23 @@ class Receipt:
         return self.result == SUCCESS
 
     def to_json(self) -> dict[str, Any]:
-        return {"tx_hash": self.tx_hash, "index": self.index, "result": self.result,
-                "message": self.message, "details": dict(self.details)}
+        return {
+            "tx_hash": self.tx_hash,
+            "index": self.index,
+            "result": self.result,
+            "message": self.message,
+            "details": dict(self.details),
+        }
 
     @classmethod
     def from_json(cls, obj: Mapping[str, Any]) -> Receipt:
-        return cls(obj["tx_hash"], obj["index"], obj["result"], obj.get("message", ""),
-                   obj.get("details", {}))
+        return cls(
+            obj["tx_hash"],
+            obj["index"],
+            obj["result"],
+            obj.get("message", ""),
+            obj.get("details", {}),
+        )
 
 
 @dataclass(frozen=True)
@@ -73,16 +91,29 @@ class BlockHeader:
     tx_count: int
 
     def to_json(self) -> dict[str, Any]:
-        return {"height": self.height, "parent_hash": self.parent_hash,
-                "timestamp_ms": self.timestamp_ms, "proposer": self.proposer,
-                "tx_root": self.tx_root, "receipts_root": self.receipts_root,
-                "state_root": self.state_root, "tx_count": self.tx_count}
+        return {
+            "height": self.height,
+            "parent_hash": self.parent_hash,
+            "timestamp_ms": self.timestamp_ms,
+            "proposer": self.proposer,
+            "tx_root": self.tx_root,
+            "receipts_root": self.receipts_root,
+            "state_root": self.state_root,
+            "tx_count": self.tx_count,
+        }
 
     @classmethod
     def from_json(cls, obj: Mapping[str, Any]) -> BlockHeader:
-        return cls(int(obj["height"]), str(obj["parent_hash"]), int(obj["timestamp_ms"]),
-                   str(obj["proposer"]), str(obj["tx_root"]), str(obj["receipts_root"]),
-                   str(obj["state_root"]), int(obj["tx_count"]))
+        return cls(
+            int(obj["height"]),
+            str(obj["parent_hash"]),
+            int(obj["timestamp_ms"]),
+            str(obj["proposer"]),
+            str(obj["tx_root"]),
+            str(obj["receipts_root"]),
+            str(obj["state_root"]),
+            int(obj["tx_count"]),
+        )
 
     def hash(self, suite: CryptoSuite) -> str:
         return suite.hash(canonical_json(self.to_json())).hex()
@@ -95,9 +126,11 @@ class Block:
     receipts: tuple[Receipt, ...]
 
     def to_json(self) -> dict[str, Any]:
-        return {"header": self.header.to_json(),
-                "transactions": [dict(tx.json) for tx in self.transactions],
-                "receipts": [r.to_json() for r in self.receipts]}
+        return {
+            "header": self.header.to_json(),
+            "transactions": [dict(tx.json) for tx in self.transactions],
+            "receipts": [r.to_json() for r in self.receipts],
+        }
 
 
 def tx_root(transactions: Sequence[SignedTransaction], suite: CryptoSuite) -> str:
@@ -105,4 +138,6 @@ def tx_root(transactions: Sequence[SignedTransaction], suite: CryptoSuite) -> st
 
 
 def receipts_root(receipts: Sequence[Receipt], suite: CryptoSuite) -> str:
-    return merkle_root([canonical_json(r.to_json(), trusted=True) for r in receipts], suite.hash).hex()
+    return merkle_root(
+        [canonical_json(r.to_json(), trusted=True) for r in receipts], suite.hash
+    ).hex()

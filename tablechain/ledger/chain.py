@@ -73,18 +73,29 @@ class Genesis:
     admission: Mapping[str, Any] = field(default_factory=dict)
 
     def to_json(self) -> dict[str, Any]:
-        return {"chain_name": self.chain_name, "network_id": self.network_id,
-                "suite": self.suite, "timestamp_ms": self.timestamp_ms,
-                "validators": [dict(v) for v in self.validators],
-                "max_block_txs": self.max_block_txs, "max_block_wait_ms": self.max_block_wait_ms,
-                "admission": dict(self.admission)}
+        return {
+            "chain_name": self.chain_name,
+            "network_id": self.network_id,
+            "suite": self.suite,
+            "timestamp_ms": self.timestamp_ms,
+            "validators": [dict(v) for v in self.validators],
+            "max_block_txs": self.max_block_txs,
+            "max_block_wait_ms": self.max_block_wait_ms,
+            "admission": dict(self.admission),
+        }
 
     @classmethod
     def from_json(cls, obj: Mapping[str, Any]) -> Genesis:
-        return cls(obj["chain_name"], int(obj["network_id"]), obj["suite"],
-                   int(obj["timestamp_ms"]), tuple(obj.get("validators", ())),
-                   int(obj.get("max_block_txs", 2000)), int(obj.get("max_block_wait_ms", 200)),
-                   obj.get("admission", {}))
+        return cls(
+            obj["chain_name"],
+            int(obj["network_id"]),
+            obj["suite"],
+            int(obj["timestamp_ms"]),
+            tuple(obj.get("validators", ())),
+            int(obj.get("max_block_txs", 2000)),
+            int(obj.get("max_block_wait_ms", 200)),
+            obj.get("admission", {}),
+        )
 
     @property
     def crypto_suite(self) -> CryptoSuite:
@@ -99,9 +110,16 @@ class Genesis:
 class PendingBlock:
     """A block executed in an open database transaction, not yet committed."""
 
-    def __init__(self, ledger: Ledger, conn: Connection, txn: Any, header: BlockHeader,
-                 txs: tuple[SignedTransaction, ...], receipts: tuple[Receipt, ...],
-                 tables: TableEngine) -> None:
+    def __init__(
+        self,
+        ledger: Ledger,
+        conn: Connection,
+        txn: Any,
+        header: BlockHeader,
+        txs: tuple[SignedTransaction, ...],
+        receipts: tuple[Receipt, ...],
+        tables: TableEngine,
+    ) -> None:
         self.ledger = ledger
         self.header = header
         self.block = Block(header, txs, receipts)
@@ -145,8 +163,13 @@ class PendingBlock:
 class Ledger:
     """One node's chain and state over a SQL database."""
 
-    def __init__(self, url: str, genesis: Genesis, registry: ExecutorRegistry | None = None,
-                 admission: AdmissionHook | None = None) -> None:
+    def __init__(
+        self,
+        url: str,
+        genesis: Genesis,
+        registry: ExecutorRegistry | None = None,
+        admission: AdmissionHook | None = None,
+    ) -> None:
         self.url = url
         self.engine: Engine = create_ledger_engine(url)
         self.genesis = genesis
@@ -155,9 +178,14 @@ class Ledger:
             admission = CertificateAdmission()
         if registry is None:
             registry = ExecutorRegistry.with_tables()
-            registry.register(CERTIFICATE_TX, CertificateExecutor(
-                admission if isinstance(admission, CertificateAdmission)
-                else CertificateAdmission()))
+            registry.register(
+                CERTIFICATE_TX,
+                CertificateExecutor(
+                    admission
+                    if isinstance(admission, CertificateAdmission)
+                    else CertificateAdmission()
+                ),
+            )
         self.registry = registry
         self.admission = admission
         self.t = LedgerTables()
@@ -177,18 +205,33 @@ class Ledger:
                 if Genesis.from_json(parse_json(stored)).hash() != self.genesis.hash():
                     raise ChainMismatch("this data directory belongs to another chain")
             else:
-                conn.execute(sa.insert(self.t.meta).values(
-                    key="genesis", value=canonical_json(self.genesis.to_json())))
+                conn.execute(
+                    sa.insert(self.t.meta).values(
+                        key="genesis", value=canonical_json(self.genesis.to_json())
+                    )
+                )
                 state = StateOverlay(conn, self.t)
                 for key, value in sorted(genesis_entries(self.genesis.admission).items()):
                     state.set(key, value)
                 root = state.flush()
-                header = BlockHeader(0, self.genesis.hash(), self.genesis.timestamp_ms, "",
-                                     tx_root((), self.suite), receipts_root((), self.suite),
-                                     root.hex(), 0)
-                conn.execute(sa.insert(self.t.blocks).values(
-                    height=0, hash=header.hash(self.suite),
-                    header=canonical_json(header.to_json()).decode(), certificate=None))
+                header = BlockHeader(
+                    0,
+                    self.genesis.hash(),
+                    self.genesis.timestamp_ms,
+                    "",
+                    tx_root((), self.suite),
+                    receipts_root((), self.suite),
+                    root.hex(),
+                    0,
+                )
+                conn.execute(
+                    sa.insert(self.t.blocks).values(
+                        height=0,
+                        hash=header.hash(self.suite),
+                        header=canonical_json(header.to_json()).decode(),
+                        certificate=None,
+                    )
+                )
         self._head = self._load_head()
 
     def _load_head(self) -> BlockHeader:
@@ -215,16 +258,18 @@ class Ledger:
         tables = TableEngine(conn, state, self.suite.hash, ddl_engine=self.engine)
         return ExecutionContext(state, tables, env)
 
-    def execute(self, txs: Sequence[SignedTransaction], timestamp_ms: int,
-                proposer: str) -> PendingBlock:
+    def execute(
+        self, txs: Sequence[SignedTransaction], timestamp_ms: int, proposer: str
+    ) -> PendingBlock:
         """Execute a block on top of the head, inside an open database transaction."""
         self._write_lock.acquire()
         try:
             parent = self.head
             if timestamp_ms <= parent.timestamp_ms:
                 timestamp_ms = parent.timestamp_ms + 1
-            env = BlockEnvironment(parent.height + 1, timestamp_ms, proposer, self.suite,
-                                   self.genesis.network_id)
+            env = BlockEnvironment(
+                parent.height + 1, timestamp_ms, proposer, self.suite, self.genesis.network_id
+            )
             conn = self.engine.connect()
             txn = conn.begin()
         except BaseException:
@@ -235,9 +280,16 @@ class Ledger:
             ctx = self._context(conn, env)
             receipts = apply_transactions(ctx, txs, self.registry, self.admission)
             root = ctx.state.flush()
-            header = BlockHeader(env.height, parent.hash(self.suite), timestamp_ms, proposer,
-                                 tx_root(txs, self.suite), receipts_root(receipts, self.suite),
-                                 root.hex(), len(txs))
+            header = BlockHeader(
+                env.height,
+                parent.hash(self.suite),
+                timestamp_ms,
+                proposer,
+                tx_root(txs, self.suite),
+                receipts_root(receipts, self.suite),
+                root.hex(),
+                len(txs),
+            )
         except BaseException:
             txn.rollback()
             conn.close()
@@ -251,31 +303,55 @@ class Ledger:
         if len(set(hashes)) != len(hashes):
             raise ChainMismatch("the block carries a transaction twice")
         for start in range(0, len(hashes), 500):
-            seen = conn.execute(sa.select(self.t.txs.c.hash).where(
-                self.t.txs.c.hash.in_(hashes[start:start + 500]))).scalars().first()
+            seen = (
+                conn.execute(
+                    sa.select(self.t.txs.c.hash).where(
+                        self.t.txs.c.hash.in_(hashes[start : start + 500])
+                    )
+                )
+                .scalars()
+                .first()
+            )
             if seen is not None:
                 raise ChainMismatch(f"transaction {seen} is already in a committed block")
 
     def _store_block(self, conn: Connection, block: Block, certificate: Any) -> None:
         header = block.header
-        conn.execute(sa.insert(self.t.blocks).values(
-            height=header.height, hash=header.hash(self.suite),
-            header=canonical_json(header.to_json()).decode(),
-            certificate=None if certificate is None else canonical_json(certificate).decode()))
+        conn.execute(
+            sa.insert(self.t.blocks).values(
+                height=header.height,
+                hash=header.hash(self.suite),
+                header=canonical_json(header.to_json()).decode(),
+                certificate=None if certificate is None else canonical_json(certificate).decode(),
+            )
+        )
         if block.transactions:
-            conn.execute(sa.insert(self.t.txs), [
-                {"hash": tx.hash_hex, "height": header.height, "idx": i, "account": tx.account,
-                 "sequence": tx.sequence, "tx": canonical_json(dict(tx.json), trusted=True).decode(),
-                 "result": r.result, "receipt": canonical_json(r.to_json(), trusted=True).decode()}
-                for i, (tx, r) in enumerate(zip(block.transactions, block.receipts, strict=True))
-            ])
+            conn.execute(
+                sa.insert(self.t.txs),
+                [
+                    {
+                        "hash": tx.hash_hex,
+                        "height": header.height,
+                        "idx": i,
+                        "account": tx.account,
+                        "sequence": tx.sequence,
+                        "tx": canonical_json(dict(tx.json), trusted=True).decode(),
+                        "result": r.result,
+                        "receipt": canonical_json(r.to_json(), trusted=True).decode(),
+                    }
+                    for i, (tx, r) in enumerate(
+                        zip(block.transactions, block.receipts, strict=True)
+                    )
+                ],
+            )
 
     def _after_commit(self, block: Block) -> None:
         self._head = block.header
         self._write_lock.release()
 
-    def apply_block(self, header: BlockHeader, txs: Sequence[SignedTransaction],
-                    certificate: Any = None) -> Block:
+    def apply_block(
+        self, header: BlockHeader, txs: Sequence[SignedTransaction], certificate: Any = None
+    ) -> Block:
         """Re-execute a block made elsewhere and commit it if it reproduces ``header``."""
         if header.height != self.height + 1:
             raise ChainMismatch(f"block {header.height} does not follow head {self.height}")
@@ -284,7 +360,8 @@ class Ledger:
             pending.abort()
             raise ChainMismatch(
                 f"block {header.height} re-executed to a different header "
-                f"(state root {pending.header.state_root} vs {header.state_root})")
+                f"(state root {pending.header.state_root} vs {header.state_root})"
+            )
         return pending.commit(certificate)
 
     # --- reading committed data --------------------------------------------------------------
@@ -309,37 +386,52 @@ class Ledger:
         with self.reader() as (state, tables):
             meta: TableMeta = tables.lookup(owner, name)
             digest = state.get(f"rows/{meta.name_in_db}") or {"rows": 0, "digest": None}
-            return {**meta.to_json(), "grants": table_grants(state, meta.name_in_db),
-                    "rows": digest["rows"], "digest": digest["digest"]}
+            return {
+                **meta.to_json(),
+                "grants": table_grants(state, meta.name_in_db),
+                "rows": digest["rows"],
+                "digest": digest["digest"],
+            }
 
     def block(self, height: int) -> dict[str, Any]:
         with self.engine.connect() as conn:
-            row = conn.execute(sa.select(self.t.blocks).where(self.t.blocks.c.height == height)
-                               ).one_or_none()
+            row = conn.execute(
+                sa.select(self.t.blocks).where(self.t.blocks.c.height == height)
+            ).one_or_none()
             if row is None:
                 raise NotFound(f"no block at height {height}")
-            txs = conn.execute(sa.select(self.t.txs.c.tx, self.t.txs.c.receipt)
-                               .where(self.t.txs.c.height == height).order_by(self.t.txs.c.idx)
-                               ).all()
-        return {"hash": row.hash, "header": parse_json(row.header),
-                "certificate": None if row.certificate is None else parse_json(row.certificate),
-                "transactions": [parse_json(t.tx) for t in txs],
-                "receipts": [parse_json(t.receipt) for t in txs]}
+            txs = conn.execute(
+                sa.select(self.t.txs.c.tx, self.t.txs.c.receipt)
+                .where(self.t.txs.c.height == height)
+                .order_by(self.t.txs.c.idx)
+            ).all()
+        return {
+            "hash": row.hash,
+            "header": parse_json(row.header),
+            "certificate": None if row.certificate is None else parse_json(row.certificate),
+            "transactions": [parse_json(t.tx) for t in txs],
+            "receipts": [parse_json(t.receipt) for t in txs],
+        }
 
     def transaction(self, tx_hash: str) -> dict[str, Any]:
         with self.engine.connect() as conn:
-            row = conn.execute(sa.select(self.t.txs).where(self.t.txs.c.hash == tx_hash)
-                               ).one_or_none()
+            row = conn.execute(
+                sa.select(self.t.txs).where(self.t.txs.c.hash == tx_hash)
+            ).one_or_none()
         if row is None:
             raise NotFound(f"transaction {tx_hash} is not in a committed block")
-        return {"hash": row.hash, "ledger_index": row.height, "index": row.idx,
-                "tx": parse_json(row.tx), "receipt": parse_json(row.receipt),
-                "result": row.result}
+        return {
+            "hash": row.hash,
+            "ledger_index": row.height,
+            "index": row.idx,
+            "tx": parse_json(row.tx),
+            "receipt": parse_json(row.receipt),
+            "result": row.result,
+        }
 
     def parse_stored(self, tx_json: Mapping[str, Any]) -> SignedTransaction:
         """Re-parse a committed transaction (its signature was checked when it was admitted)."""
-        return parse_transaction(dict(tx_json), self.suite, self.genesis.network_id,
-                                 verify=False)
+        return parse_transaction(dict(tx_json), self.suite, self.genesis.network_id, verify=False)
 
     def blocks_from(self, start: int, end: int) -> Iterator[tuple[BlockHeader, list[dict], Any]]:
         for height in range(start, end + 1):
@@ -350,8 +442,9 @@ class Ledger:
         self.engine.dispose()
 
 
-def rebuild(source: Ledger, target_url: str, to_height: int | None = None,
-            verify_signatures: bool = True) -> Ledger:
+def rebuild(
+    source: Ledger, target_url: str, to_height: int | None = None, verify_signatures: bool = True
+) -> Ledger:
     """Replay ``source``'s chain into a fresh database up to ``to_height`` (the head if None).
 
     Every block is re-executed and must reproduce its stored header (state root included):
@@ -364,8 +457,10 @@ def rebuild(source: Ledger, target_url: str, to_height: int | None = None,
     if target.height != 0:
         raise ChainMismatch("the rebuild target must be an empty database")
     for header, txs, cert in source.blocks_from(1, end):
-        parsed = [parse_transaction(tx, source.suite, source.genesis.network_id,
-                                    verify=verify_signatures) for tx in txs]
+        parsed = [
+            parse_transaction(tx, source.suite, source.genesis.network_id, verify=verify_signatures)
+            for tx in txs
+        ]
         target.apply_block(header, parsed, cert)
     return target
 

@@ -77,8 +77,9 @@ class ExecutionContext:
 class TxExecutor(Protocol):
     """Validates and applies one family of transaction types."""
 
-    def apply(self, ctx: ExecutionContext, tx: SignedTransaction,
-              txenv: TxEnvironment) -> Mapping[str, Any]:
+    def apply(
+        self, ctx: ExecutionContext, tx: SignedTransaction, txenv: TxEnvironment
+    ) -> Mapping[str, Any]:
         """Apply ``tx``; return receipt details; raise a ``TablechainError`` to fail it."""
         ...
 
@@ -131,9 +132,14 @@ def _check_sequence(state: StateOverlay, tx: SignedTransaction) -> None:
 # --- the block loop --------------------------------------------------------------------------
 
 
-def _apply_one(ctx: ExecutionContext, tx: SignedTransaction, index: int,
-               registry: ExecutorRegistry, admission: AdmissionHook | None,
-               batched: bool) -> Receipt:
+def _apply_one(
+    ctx: ExecutionContext,
+    tx: SignedTransaction,
+    index: int,
+    registry: ExecutorRegistry,
+    admission: AdmissionHook | None,
+    batched: bool,
+) -> Receipt:
     txenv = TxEnvironment(ctx.env, tx.account, tx.hash_hex, index)
     try:
         _check_sequence(ctx.state, tx)
@@ -177,9 +183,12 @@ def _batchable(registry: ExecutorRegistry, tx: SignedTransaction) -> bool:
     return bool(check is not None and check(tx))
 
 
-def apply_transactions(ctx: ExecutionContext, txs: Sequence[SignedTransaction],
-                       registry: ExecutorRegistry,
-                       admission: AdmissionHook | None = None) -> list[Receipt]:
+def apply_transactions(
+    ctx: ExecutionContext,
+    txs: Sequence[SignedTransaction],
+    registry: ExecutorRegistry,
+    admission: AdmissionHook | None = None,
+) -> list[Receipt]:
     """Apply a block's transactions in order; one receipt each.
 
     Runs of transactions whose executors call them batchable (plain inserts) share one SQL
@@ -208,9 +217,14 @@ def apply_transactions(ctx: ExecutionContext, txs: Sequence[SignedTransaction],
     return receipts
 
 
-def _apply_batch(ctx: ExecutionContext, txs: Sequence[SignedTransaction], start: int, end: int,
-                 registry: ExecutorRegistry,
-                 admission: AdmissionHook | None) -> list[Receipt] | None:
+def _apply_batch(
+    ctx: ExecutionContext,
+    txs: Sequence[SignedTransaction],
+    start: int,
+    end: int,
+    registry: ExecutorRegistry,
+    admission: AdmissionHook | None,
+) -> list[Receipt] | None:
     mark = ctx.state.mark()
     ctx.state.conn.exec_driver_sql("SAVEPOINT tc_batch")
     ctx.tables.batching = True
@@ -258,8 +272,9 @@ class TableExecutor:
         """Plain inserts can share a batched write (see ``apply_transactions``)."""
         return isinstance(tx.body, SQLStatement) and tx.body.op_type == 6
 
-    def apply(self, ctx: ExecutionContext, tx: SignedTransaction,
-              txenv: TxEnvironment) -> Mapping[str, Any]:
+    def apply(
+        self, ctx: ExecutionContext, tx: SignedTransaction, txenv: TxEnvironment
+    ) -> Mapping[str, Any]:
         body = tx.body
         if isinstance(body, SQLTransaction):
             results = []
@@ -268,24 +283,27 @@ class TableExecutor:
             return {"statements": results}
         return self.apply_statement(ctx, body, txenv, False)
 
-    def apply_statement(self, ctx: ExecutionContext, st: Statement, txenv: TxEnvironment,
-                        strict: bool) -> dict[str, Any]:
+    def apply_statement(
+        self, ctx: ExecutionContext, st: Statement, txenv: TxEnvironment, strict: bool
+    ) -> dict[str, Any]:
         if isinstance(st, TableListSet):
             return self._table_list_set(ctx, st, txenv, strict)
         return self._sql_statement(ctx, st, txenv, strict)
 
     # --- TableListSet ------------------------------------------------------------------------
 
-    def _owned(self, ctx: ExecutionContext, st: TableListSet, txenv: TxEnvironment,
-               what: str) -> TableMeta:
+    def _owned(
+        self, ctx: ExecutionContext, st: TableListSet, txenv: TxEnvironment, what: str
+    ) -> TableMeta:
         owner = st.owner or txenv.signer
         meta = ctx.tables.lookup(owner, st.table.name)
         if txenv.signer != meta.owner:
             raise PermissionDenied(f"only the owner may {what} table {meta.name!r}")
         return meta
 
-    def _table_list_set(self, ctx: ExecutionContext, st: TableListSet, txenv: TxEnvironment,
-                        strict: bool) -> dict[str, Any]:
+    def _table_list_set(
+        self, ctx: ExecutionContext, st: TableListSet, txenv: TxEnvironment, strict: bool
+    ) -> dict[str, Any]:
         op = st.op_type
         if op == 1:
             return self._create(ctx, st, txenv, strict)
@@ -302,9 +320,18 @@ class TableExecutor:
             if ctx.tables.find(meta.owner, new_name) is not None:
                 raise TableExists(f"table {new_name!r} already exists")
             ctx.state.delete(table_key(meta.owner, meta.name))
-            ctx.tables.save(TableMeta(meta.owner, new_name, meta.name_in_db, meta.raw_fields,
-                                      meta.rule, meta.token, meta.strict_pointer,
-                                      meta.created_height))
+            ctx.tables.save(
+                TableMeta(
+                    meta.owner,
+                    new_name,
+                    meta.name_in_db,
+                    meta.raw_fields,
+                    meta.rule,
+                    meta.token,
+                    meta.strict_pointer,
+                    meta.created_height,
+                )
+            )
             return {"table": new_name, "NameInDB": meta.name_in_db}
         if op == 11:
             meta = self._owned(ctx, st, txenv, "grant on")
@@ -317,12 +344,15 @@ class TableExecutor:
         if op in (14, 15, 16, 17, 18):
             return self._alter(ctx, st, txenv, strict)
         if op == 12:
-            raise InvalidTransaction("recreate rebuilds a node's database from the chain: "
-                                     "run `tablechain node rebuild` on that node")
+            raise InvalidTransaction(
+                "recreate rebuilds a node's database from the chain: "
+                "run `tablechain node rebuild` on that node"
+            )
         raise InvalidTransaction(f"OpType {op} is not a TableListSet operation")
 
-    def _create(self, ctx: ExecutionContext, st: TableListSet, txenv: TxEnvironment,
-                strict: bool) -> dict[str, Any]:
+    def _create(
+        self, ctx: ExecutionContext, st: TableListSet, txenv: TxEnvironment, strict: bool
+    ) -> dict[str, Any]:
         owner = txenv.signer
         if st.owner is not None and st.owner != owner:
             raise InvalidTransaction("a table is created by its owner: Owner must equal Account")
@@ -337,18 +367,28 @@ class TableExecutor:
         fields = parse_fields(st.raw)
         parse_rule(st.operation_rule, fields)
         name_in_db = ctx.env.suite.hash(
-            canonical_json([owner, st.table.name, txenv.tx_hash])).hex()[:40]
+            canonical_json([owner, st.table.name, txenv.tx_hash])
+        ).hex()[:40]
         pointer = ctx.env.suite.hash(canonical_json(st.raw)).hex()
         if (strict or st.strict_mode) and st.tx_check_hash != pointer:
             raise StrictModeMismatch(f"TxCheckHash {st.tx_check_hash} != {pointer}")
-        meta = TableMeta(owner, st.table.name, name_in_db, tuple(st.raw), st.operation_rule,
-                         None, pointer, ctx.env.height)
+        meta = TableMeta(
+            owner,
+            st.table.name,
+            name_in_db,
+            tuple(st.raw),
+            st.operation_rule,
+            None,
+            pointer,
+            ctx.env.height,
+        )
         ctx.tables.save(meta)
         ctx.tables.create_physical(meta)
         return {"table": st.table.name, "NameInDB": name_in_db}
 
-    def _alter(self, ctx: ExecutionContext, st: TableListSet, txenv: TxEnvironment,
-               strict: bool) -> dict[str, Any]:
+    def _alter(
+        self, ctx: ExecutionContext, st: TableListSet, txenv: TxEnvironment, strict: bool
+    ) -> dict[str, Any]:
         meta = self._owned(ctx, st, txenv, "alter")
         if not isinstance(st.raw, list) or not st.raw:
             raise BadField("Raw lists the fields to change")
@@ -384,7 +424,9 @@ class TableExecutor:
             try:
                 parse_rule(meta.rule, new_fields)
             except BadRule as exc:
-                raise BadField(f"the change breaks the table's OperationRule: {exc.message}") from None
+                raise BadField(
+                    f"the change breaks the table's OperationRule: {exc.message}"
+                ) from None
         pointer = _next_pointer(ctx, meta.strict_pointer, st.raw)
         if (strict or st.strict_mode) and st.tx_check_hash != pointer:
             raise StrictModeMismatch(f"TxCheckHash {st.tx_check_hash} != {pointer}")
@@ -393,8 +435,9 @@ class TableExecutor:
 
     # --- SQLStatement ------------------------------------------------------------------------
 
-    def _sql_statement(self, ctx: ExecutionContext, st: SQLStatement, txenv: TxEnvironment,
-                       strict: bool) -> dict[str, Any]:
+    def _sql_statement(
+        self, ctx: ExecutionContext, st: SQLStatement, txenv: TxEnvironment, strict: bool
+    ) -> dict[str, Any]:
         meta = ctx.tables.lookup(st.owner, st.table.name)
         _, fields = ctx.tables.physical(meta)
         rule = parse_rule(meta.rule, fields)
@@ -414,12 +457,29 @@ class TableExecutor:
             details = self._delete(ctx, meta, fields, rule, st, txenv)
         else:
             details = self._assert(ctx, meta, fields, rule, st, txenv)
-        ctx.tables.save(TableMeta(meta.owner, meta.name, meta.name_in_db, meta.raw_fields,
-                                  meta.rule, meta.token, pointer, meta.created_height))
+        ctx.tables.save(
+            TableMeta(
+                meta.owner,
+                meta.name,
+                meta.name_in_db,
+                meta.raw_fields,
+                meta.rule,
+                meta.token,
+                pointer,
+                meta.created_height,
+            )
+        )
         return details
 
-    def _insert(self, ctx: ExecutionContext, meta: TableMeta, fields: Sequence[FieldDef],
-                rule: OperationRule | None, st: SQLStatement, txenv: TxEnvironment) -> dict:
+    def _insert(
+        self,
+        ctx: ExecutionContext,
+        meta: TableMeta,
+        fields: Sequence[FieldDef],
+        rule: OperationRule | None,
+        st: SQLStatement,
+        txenv: TxEnvironment,
+    ) -> dict:
         raw = st.raw
         if not isinstance(raw, list) or not raw:
             raise BadField("an insert's Raw is a non-empty list of rows")
@@ -451,13 +511,22 @@ class TableExecutor:
             mine = parse_condition({rule.count_field: txenv.signer}, fields)
             existing = ctx.tables.count_rows(meta, mine)
             if existing + len(rows) > rule.count_limit:
-                raise RuleViolation(f"{txenv.signer} may insert at most {rule.count_limit} rows "
-                                    f"into {meta.name!r} ({existing} already)")
+                raise RuleViolation(
+                    f"{txenv.signer} may insert at most {rule.count_limit} rows "
+                    f"into {meta.name!r} ({existing} already)"
+                )
         ids = ctx.tables.insert_rows(meta, rows)
         return {"affected": len(ids)}
 
-    def _update(self, ctx: ExecutionContext, meta: TableMeta, fields: Sequence[FieldDef],
-                rule: OperationRule | None, st: SQLStatement, txenv: TxEnvironment) -> dict:
+    def _update(
+        self,
+        ctx: ExecutionContext,
+        meta: TableMeta,
+        fields: Sequence[FieldDef],
+        rule: OperationRule | None,
+        st: SQLStatement,
+        txenv: TxEnvironment,
+    ) -> dict:
         raw = st.raw
         if not isinstance(raw, list) or not raw or not isinstance(raw[0], dict) or not raw[0]:
             raise BadField("an update's Raw is [{field: value, ...}, {condition}, ...]")
@@ -468,28 +537,48 @@ class TableExecutor:
                 lower = {n.lower() for n in rule.update_fields}
                 bad = sorted(n for n in changes if n.lower() not in lower)
                 if bad:
-                    raise RuleViolation(f"the table's rule lets updates change only "
-                                        f"{list(rule.update_fields)}, not {bad}")
+                    raise RuleViolation(
+                        f"the table's rule lets updates change only "
+                        f"{list(rule.update_fields)}, not {bad}"
+                    )
             bound = {name for name, _ in rule.insert_fill}
             if bound & set(changes):
-                raise RuleViolation(f"fields {sorted(bound & set(changes))} are bound to the "
-                                    "inserting account or transaction and cannot change")
-            condition = _and(condition, rule.bind(rule.update_condition, fields, txenv.signer,
-                                                  txenv.tx_hash))
+                raise RuleViolation(
+                    f"fields {sorted(bound & set(changes))} are bound to the "
+                    "inserting account or transaction and cannot change"
+                )
+            condition = _and(
+                condition, rule.bind(rule.update_condition, fields, txenv.signer, txenv.tx_hash)
+            )
         return {"affected": ctx.tables.update_rows(meta, changes, condition)}
 
-    def _delete(self, ctx: ExecutionContext, meta: TableMeta, fields: Sequence[FieldDef],
-                rule: OperationRule | None, st: SQLStatement, txenv: TxEnvironment) -> dict:
+    def _delete(
+        self,
+        ctx: ExecutionContext,
+        meta: TableMeta,
+        fields: Sequence[FieldDef],
+        rule: OperationRule | None,
+        st: SQLStatement,
+        txenv: TxEnvironment,
+    ) -> dict:
         if not isinstance(st.raw, list) or not st.raw:
             raise BadField("a delete's Raw is a non-empty list of conditions ([{}] for all rows)")
         condition = _conditions(st.raw, fields)
         if rule is not None:
-            condition = _and(condition, rule.bind(rule.delete_condition, fields, txenv.signer,
-                                                  txenv.tx_hash))
+            condition = _and(
+                condition, rule.bind(rule.delete_condition, fields, txenv.signer, txenv.tx_hash)
+            )
         return {"affected": ctx.tables.delete_rows(meta, condition)}
 
-    def _assert(self, ctx: ExecutionContext, meta: TableMeta, fields: Sequence[FieldDef],
-                rule: OperationRule | None, st: SQLStatement, txenv: TxEnvironment) -> dict:
+    def _assert(
+        self,
+        ctx: ExecutionContext,
+        meta: TableMeta,
+        fields: Sequence[FieldDef],
+        rule: OperationRule | None,
+        st: SQLStatement,
+        txenv: TxEnvironment,
+    ) -> dict:
         if not isinstance(st.raw, list) or not st.raw:
             raise BadField("an assert's Raw is a non-empty list of conditions")
         condition = _conditions(st.raw, fields)
@@ -503,8 +592,9 @@ class TableExecutor:
 # --- reads -----------------------------------------------------------------------------------
 
 
-def read_table(state: StateOverlay, tables: TableEngine, owner: str, name: str, raw: Any,
-               reader: str) -> list[dict[str, Any]]:
+def read_table(
+    state: StateOverlay, tables: TableEngine, owner: str, name: str, raw: Any, reader: str
+) -> list[dict[str, Any]]:
     """A read as ``reader``: select permission and the table's Get rule apply."""
     meta = tables.lookup(owner, name)
     _, fields = tables.physical(meta)
@@ -520,7 +610,7 @@ def read_table(state: StateOverlay, tables: TableEngine, owner: str, name: str, 
 def table_grants(state: StateOverlay, name_in_db: str) -> dict[str, dict[str, bool]]:
     """Every explicit grant on a table, by user (``everyone`` included)."""
     prefix = f"grant/{name_in_db}/"
-    return {key[len(prefix):]: value for key, value in state.scan(prefix)}
+    return {key[len(prefix) :]: value for key, value in state.scan(prefix)}
 
 
 __all__ += ["table_grants", "EVERYONE"]

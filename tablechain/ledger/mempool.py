@@ -65,7 +65,7 @@ class Mempool:
     def take(self, limit: int) -> list[SignedTransaction]:
         """Up to ``limit`` transactions in arrival order (per-account order is preserved)."""
         with self._lock:
-            out = []
+            out: list[SignedTransaction] = []
             for tx in self._by_hash.values():
                 if len(out) >= limit:
                     break

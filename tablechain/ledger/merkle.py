@@ -51,14 +51,15 @@ def inclusion_proof(items: Sequence[bytes], index: int, h: Hasher) -> list[bytes
             return []
         k = _split(n)
         if m < k:
-            return path(m, lo, lo + k) + [_root_of_leaf_hashes(leaves[lo + k:hi], h)]
-        return path(m - k, lo + k, hi) + [_root_of_leaf_hashes(leaves[lo:lo + k], h)]
+            return path(m, lo, lo + k) + [_root_of_leaf_hashes(leaves[lo + k : hi], h)]
+        return path(m - k, lo + k, hi) + [_root_of_leaf_hashes(leaves[lo : lo + k], h)]
 
     return path(index, 0, len(leaves))
 
 
-def verify_inclusion(item: bytes, index: int, size: int, proof: Sequence[bytes], root: bytes,
-                     h: Hasher) -> bool:
+def verify_inclusion(
+    item: bytes, index: int, size: int, proof: Sequence[bytes], root: bytes, h: Hasher
+) -> bool:
     """RFC 9162 §2.1.3.2 verification of an inclusion proof."""
     if not 0 <= index < size:
         return False

@@ -16,13 +16,12 @@ from dataclasses import dataclass
 from typing import Any
 
 from tablechain.crypto import PrivateKey, address_to_text, parse_json
+from tablechain.errors import TablechainError
 from tablechain.ledger.blocks import Block
 from tablechain.ledger.chain import Genesis, Ledger
 from tablechain.ledger.errors import BadNonce, LedgerError, TooLarge
 from tablechain.ledger.execution import AdmissionHook, ExecutorRegistry
-from tablechain.errors import TablechainError
 from tablechain.ledger.mempool import Mempool
-from tablechain.ledger.verifier import ParallelVerifier
 from tablechain.ledger.transactions import (
     MAX_TX_BYTES,
     SignedTransaction,
@@ -31,6 +30,7 @@ from tablechain.ledger.transactions import (
     TableListSet,
     parse_transaction,
 )
+from tablechain.ledger.verifier import ParallelVerifier
 
 __all__ = ["Node", "NodeConfig", "Event", "touched_tables"]
 
@@ -58,9 +58,13 @@ class Event:
     table: str | None = None
 
     def to_json(self) -> dict[str, Any]:
-        out: dict[str, Any] = {"type": self.kind, "status": self.status,
-                               "transaction": self.tx_hash, "ledger_index": self.ledger_index,
-                               "result": self.result}
+        out: dict[str, Any] = {
+            "type": self.kind,
+            "status": self.status,
+            "transaction": self.tx_hash,
+            "ledger_index": self.ledger_index,
+            "result": self.result,
+        }
         if self.message:
             out["error_message"] = self.message
         if self.owner is not None:
@@ -91,10 +95,16 @@ def touched_tables(tx: SignedTransaction) -> list[tuple[str, str]]:
 class Node:
     """One validator on one database."""
 
-    def __init__(self, db_url: str, genesis: Genesis, key: PrivateKey,
-                 config: NodeConfig | None = None, registry: ExecutorRegistry | None = None,
-                 admission: AdmissionHook | None = None,
-                 clock: Callable[[], int] | None = None) -> None:
+    def __init__(
+        self,
+        db_url: str,
+        genesis: Genesis,
+        key: PrivateKey,
+        config: NodeConfig | None = None,
+        registry: ExecutorRegistry | None = None,
+        admission: AdmissionHook | None = None,
+        clock: Callable[[], int] | None = None,
+    ) -> None:
         self.config = config or NodeConfig()
         self.ledger = Ledger(db_url, genesis, registry, admission)
         self.genesis = genesis
@@ -128,8 +138,9 @@ class Node:
         except LedgerError:
             committed = None
         if committed is not None:
-            raise BadNonce(f"transaction {tx.hash_hex} is already in block "
-                           f"{committed['ledger_index']}")
+            raise BadNonce(
+                f"transaction {tx.hash_hex} is already in block {committed['ledger_index']}"
+            )
         self.mempool.add(tx)
         return tx
 
@@ -143,8 +154,9 @@ class Node:
                 out.append(verdict)
                 continue
             try:
-                tx = parse_transaction(tx_json, self.ledger.suite, self.genesis.network_id,
-                                       verify=False)
+                tx = parse_transaction(
+                    tx_json, self.ledger.suite, self.genesis.network_id, verify=False
+                )
                 self.mempool.add(tx)
                 out.append(tx)
             except TablechainError as exc:
@@ -174,8 +186,11 @@ class Node:
             if not self.mempool.arrived.wait(0.05):
                 continue
             deadline = time.monotonic() + self.max_block_wait_ms / 1000
-            while (len(self.mempool) < self.max_block_txs and time.monotonic() < deadline
-                   and not self._stop.is_set()):
+            while (
+                len(self.mempool) < self.max_block_txs
+                and time.monotonic() < deadline
+                and not self._stop.is_set()
+            ):
                 time.sleep(0.002)
             try:
                 self.produce_block()
@@ -221,14 +236,40 @@ class Node:
         events = []
         for tx, receipt in zip(block.transactions, block.receipts, strict=True):
             ok = receipt.success
-            events.append(Event("singleTransaction", "validate_success" if ok else "validate_fail",
-                                tx.hash_hex, height, receipt.result, receipt.message))
-            events.append(Event("singleTransaction", "db_success" if ok else "db_error",
-                                tx.hash_hex, height, receipt.result, receipt.message))
+            events.append(
+                Event(
+                    "singleTransaction",
+                    "validate_success" if ok else "validate_fail",
+                    tx.hash_hex,
+                    height,
+                    receipt.result,
+                    receipt.message,
+                )
+            )
+            events.append(
+                Event(
+                    "singleTransaction",
+                    "db_success" if ok else "db_error",
+                    tx.hash_hex,
+                    height,
+                    receipt.result,
+                    receipt.message,
+                )
+            )
             if ok:
                 for owner, name in touched_tables(tx):
-                    events.append(Event("table", "db_success", tx.hash_hex, height,
-                                        receipt.result, "", owner, name))
+                    events.append(
+                        Event(
+                            "table",
+                            "db_success",
+                            tx.hash_hex,
+                            height,
+                            receipt.result,
+                            "",
+                            owner,
+                            name,
+                        )
+                    )
         for event in events:
             for callback in subscribers:
                 try:
@@ -251,8 +292,15 @@ class Node:
 
     def server_info(self) -> dict[str, Any]:
         head = self.ledger.head
-        return {"network_id": self.genesis.network_id, "chain": self.genesis.hash(),
-                "suite": self.genesis.suite, "validator": self.address,
-                "ledger_index": head.height, "ledger_hash": head.hash(self.ledger.suite),
-                "close_time_ms": head.timestamp_ms, "mempool": len(self.mempool),
-                "max_block_txs": self.max_block_txs, "max_block_wait_ms": self.max_block_wait_ms}
+        return {
+            "network_id": self.genesis.network_id,
+            "chain": self.genesis.hash(),
+            "suite": self.genesis.suite,
+            "validator": self.address,
+            "ledger_index": head.height,
+            "ledger_hash": head.hash(self.ledger.suite),
+            "close_time_ms": head.timestamp_ms,
+            "mempool": len(self.mempool),
+            "max_block_txs": self.max_block_txs,
+            "max_block_wait_ms": self.max_block_wait_ms,
+        }

@@ -23,7 +23,9 @@ def grant_key(name_in_db: str, user: str) -> str:
     return f"grant/{name_in_db}/{user}"
 
 
-def effective_grant(state: StateOverlay, owner: str, name_in_db: str, account: str) -> dict[str, bool]:
+def effective_grant(
+    state: StateOverlay, owner: str, name_in_db: str, account: str
+) -> dict[str, bool]:
     if account == owner:
         return dict.fromkeys(ACTIONS, True)
     own = state.get(grant_key(name_in_db, account))
@@ -35,8 +37,9 @@ def effective_grant(state: StateOverlay, owner: str, name_in_db: str, account: s
     return dict.fromkeys(ACTIONS, False)
 
 
-def require(state: StateOverlay, owner: str, name_in_db: str, table: str, account: str,
-            action: str) -> None:
+def require(
+    state: StateOverlay, owner: str, name_in_db: str, table: str, account: str, action: str
+) -> None:
     """Raise ``PermissionDenied`` unless ``account`` may ``action`` the table."""
     if not effective_grant(state, owner, name_in_db, account)[action]:
         raise PermissionDenied(f"{account} has no {action} permission on table {table!r}")

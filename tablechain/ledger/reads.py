@@ -36,7 +36,9 @@ class ReadRequest:
 
 
 def _signed_part(obj: Mapping[str, Any]) -> bytes:
-    return b"tablechain-read\x00" + canonical_json({k: v for k, v in obj.items() if k != "Signature"})
+    return b"tablechain-read\x00" + canonical_json(
+        {k: v for k, v in obj.items() if k != "Signature"}
+    )
 
 
 def verify_read_request(obj: Any, suite: CryptoSuite, head_height: int) -> ReadRequest:
@@ -46,26 +48,36 @@ def verify_read_request(obj: Any, suite: CryptoSuite, head_height: int) -> ReadR
     unknown = set(obj) - _FIELDS
     missing = _FIELDS - set(obj)
     if unknown or missing:
-        raise BadRequest(f"read request: unknown fields {sorted(unknown)}, missing {sorted(missing)}")
+        raise BadRequest(
+            f"read request: unknown fields {sorted(unknown)}, missing {sorted(missing)}"
+        )
     reader = check_address(obj["Account"], "Account")
     owner = check_address(obj["Owner"], "Owner")
     tables = obj["Tables"]
-    if (not isinstance(tables, list) or len(tables) != 1 or not isinstance(tables[0], dict)
-            or not isinstance(tables[0].get("Table"), dict)):
+    if (
+        not isinstance(tables, list)
+        or len(tables) != 1
+        or not isinstance(tables[0], dict)
+        or not isinstance(tables[0].get("Table"), dict)
+    ):
         raise BadRequest('Tables is [{"Table": {"TableName": name}}]')
     name = check_table_name(tables[0]["Table"].get("TableName"), "TableName")
     index = obj["LedgerIndex"]
     if not isinstance(index, int) or isinstance(index, bool):
         raise BadRequest("LedgerIndex must be an integer")
     if not head_height - READ_WINDOW <= index <= head_height:
-        raise BadRequest(f"LedgerIndex {index} is not within the last {READ_WINDOW} blocks "
-                         f"(head {head_height}); sign the request again")
+        raise BadRequest(
+            f"LedgerIndex {index} is not within the last {READ_WINDOW} blocks "
+            f"(head {head_height}); sign the request again"
+        )
     try:
         key_bytes = bytes.fromhex(obj["PublicKey"])
         signature = bytes.fromhex(obj["Signature"])
         key = public_key_from_bytes(suite.scheme_for_key(key_bytes), key_bytes)
     except (ValueError, TypeError, CryptoError):
-        raise BadSignature("PublicKey / Signature must be hex of a valid key and signature") from None
+        raise BadSignature(
+            "PublicKey / Signature must be hex of a valid key and signature"
+        ) from None
     if address_to_text(key.address()) != reader:
         raise BadSignature("PublicKey does not belong to Account")
     if not key.verify(_signed_part(obj), signature):
@@ -73,12 +85,16 @@ def verify_read_request(obj: Any, suite: CryptoSuite, head_height: int) -> ReadR
     return ReadRequest(reader, owner, name, obj["Raw"])
 
 
-def sign_read_request(key: PrivateKey, owner: str, table: str, raw: Any,
-                      ledger_index: int) -> dict[str, Any]:
+def sign_read_request(
+    key: PrivateKey, owner: str, table: str, raw: Any, ledger_index: int
+) -> dict[str, Any]:
     obj: dict[str, Any] = {
-        "Account": address_to_text(key.address()), "PublicKey": key.public_key.to_bytes().hex(),
-        "LedgerIndex": ledger_index, "Owner": owner,
-        "Tables": [{"Table": {"TableName": table}}], "Raw": raw,
+        "Account": address_to_text(key.address()),
+        "PublicKey": key.public_key.to_bytes().hex(),
+        "LedgerIndex": ledger_index,
+        "Owner": owner,
+        "Tables": [{"Table": {"TableName": table}}],
+        "Raw": raw,
     }
     obj["Signature"] = key.sign(_signed_part(obj)).hex()
     return obj

@@ -27,8 +27,12 @@ from tablechain.ledger.schema import FieldDef
 __all__ = ["OperationRule", "parse_rule", "VARIABLES"]
 
 VARIABLES = ("$account", "$tx_hash")
-_SECTIONS = {"Insert": {"Condition", "Count"}, "Update": {"Condition", "Fields"},
-             "Delete": {"Condition"}, "Get": {"Condition"}}
+_SECTIONS = {
+    "Insert": {"Condition", "Count"},
+    "Update": {"Condition", "Fields"},
+    "Delete": {"Condition"},
+    "Get": {"Condition"},
+}
 _PLACEHOLDER = {"$account": "0x" + "00" * 20, "$tx_hash": "00" * 32}
 
 
@@ -46,8 +50,9 @@ class OperationRule:
     delete_condition: Any
     get_condition: Any
 
-    def bind(self, condition: Any, fields: Sequence[FieldDef], account: str,
-             tx_hash: str = "") -> Condition | None:
+    def bind(
+        self, condition: Any, fields: Sequence[FieldDef], account: str, tx_hash: str = ""
+    ) -> Condition | None:
         """``condition`` with ``$account`` / ``$tx_hash`` bound, parsed; None if absent."""
         if condition is None:
             return None
@@ -104,13 +109,15 @@ def parse_rule(raw: Any, fields: Sequence[FieldDef]) -> OperationRule | None:
     count = insert.get("Count")
     if count is not None:
         if not isinstance(count, dict) or set(count) != {"AccountField", "CountLimit"}:
-            raise BadRule("OperationRule.Insert.Count is {\"AccountField\": ..., \"CountLimit\": n}")
+            raise BadRule('OperationRule.Insert.Count is {"AccountField": ..., "CountLimit": n}')
         count_field, count_limit = count["AccountField"], count["CountLimit"]
         if (f := by_name.get(count_field)) is None:
             raise BadRule(f"OperationRule.Insert.Count.AccountField: no field {count_field!r}")
         if (count_field, "$account") not in fill:
-            raise BadRule("OperationRule.Insert.Count.AccountField must be bound to $account "
-                          "in Insert.Condition")
+            raise BadRule(
+                "OperationRule.Insert.Count.AccountField must be bound to $account "
+                "in Insert.Condition"
+            )
         if not isinstance(count_limit, int) or isinstance(count_limit, bool) or count_limit < 1:
             raise BadRule("OperationRule.Insert.Count.CountLimit must be a positive integer")
         if f.type not in ("varchar", "char", "text"):
@@ -136,10 +143,21 @@ def parse_rule(raw: Any, fields: Sequence[FieldDef]) -> OperationRule | None:
     if count_field is not None:
         # A per-account insert quota is meaningless if others may delete an account's rows.
         if not (isinstance(delete_cond, dict) and delete_cond.get(count_field) == "$account"):
-            raise BadRule(f"with Insert.Count, Delete.Condition must bind {count_field!r} to "
-                          "$account so that rows stay tied to the account that inserted them")
+            raise BadRule(
+                f"with Insert.Count, Delete.Condition must bind {count_field!r} to "
+                "$account so that rows stay tied to the account that inserted them"
+            )
     get_cond = sections.get("Get", {}).get("Condition")
     if get_cond is not None:
         check_condition("Get", get_cond)
-    return OperationRule(raw, tuple(fill), check or None, count_field, count_limit,
-                         update.get("Condition"), update_fields, delete_cond, get_cond)
+    return OperationRule(
+        raw,
+        tuple(fill),
+        check or None,
+        count_field,
+        count_limit,
+        update.get("Condition"),
+        update_fields,
+        delete_cond,
+        get_cond,
+    )

@@ -98,9 +98,15 @@ class StateOverlay:
 
     def scan(self, prefix: str) -> list[tuple[str, Any]]:
         """Every live entry whose key starts with ``prefix``, sorted by key."""
-        rows = self.conn.execute(
-            sa.select(self.t.kv.c.key).where(self.t.kv.c.key.startswith(prefix, autoescape=True))
-        ).scalars().all()
+        rows = (
+            self.conn.execute(
+                sa.select(self.t.kv.c.key).where(
+                    self.t.kv.c.key.startswith(prefix, autoescape=True)
+                )
+            )
+            .scalars()
+            .all()
+        )
         keys = set(rows) | {k for k in self._cache if k.startswith(prefix)}
         out = []
         for key in sorted(keys):
@@ -233,10 +239,14 @@ class StateOverlay:
             d.materialize()
             if d.next_rowid < 0:
                 self.set(f"rows/{name}", None)
-                self.conn.execute(sa.delete(self.t.digests).where(self.t.digests.c.name_in_db == name))
+                self.conn.execute(
+                    sa.delete(self.t.digests).where(self.t.digests.c.name_in_db == name)
+                )
                 continue
-            self.set(f"rows/{name}", {"digest": d.vector.digest().hex(), "rows": d.rows,
-                                      "next_rowid": d.next_rowid})
+            self.set(
+                f"rows/{name}",
+                {"digest": d.vector.digest().hex(), "rows": d.rows, "next_rowid": d.next_rowid},
+            )
             self._upsert(self.t.digests, "name_in_db", name, "vector", d.vector.to_bytes())
         self._dirty_digests.clear()
         root = self._root_vector()

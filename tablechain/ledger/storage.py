@@ -41,6 +41,7 @@ def _create_engine(url: str) -> Engine:
     if url.startswith("sqlite"):
         engine = sa.create_engine(url, connect_args={"check_same_thread": False, "timeout": 30})
         sa.event.listen(engine, "connect", _sqlite_pragmas)
+
         # Let SQLAlchemy emit BEGIN itself so savepoints nest properly under pysqlite.
         @sa.event.listens_for(engine, "connect")
         def _no_autobegin(dbapi_conn: Any, _record: Any) -> None:
@@ -63,38 +64,48 @@ class LedgerTables:
         self.metadata = sa.MetaData()
         m = self.metadata
         self.meta = sa.Table(
-            "tc_meta", m,
+            "tc_meta",
+            m,
             sa.Column("key", sa.String(64), primary_key=True),
             sa.Column("value", sa.LargeBinary(length=1 << 20), nullable=False),
         )
         self.blocks = sa.Table(
-            "tc_blocks", m,
+            "tc_blocks",
+            m,
             sa.Column("height", sa.BigInteger, primary_key=True, autoincrement=False),
             sa.Column("hash", sa.String(64), nullable=False, unique=True),
             sa.Column("header", sa.Text, nullable=False),
             sa.Column("certificate", sa.Text, nullable=True),
         )
         self.txs = sa.Table(
-            "tc_txs", m,
+            "tc_txs",
+            m,
             sa.Column("hash", sa.String(64), primary_key=True),
             sa.Column("height", sa.BigInteger, nullable=False, index=True),
             sa.Column("idx", sa.Integer, nullable=False),
             sa.Column("account", sa.String(42), nullable=False),
             sa.Column("sequence", sa.BigInteger, nullable=False),
-            sa.Column("tx", sa.Text().with_variant(sa.dialects.mysql.LONGTEXT(), "mysql"),
-                      nullable=False),
+            sa.Column(
+                "tx", sa.Text().with_variant(sa.dialects.mysql.LONGTEXT(), "mysql"), nullable=False
+            ),
             sa.Column("result", sa.String(64), nullable=False),
             sa.Column("receipt", sa.Text, nullable=False),
         )
         self.kv = sa.Table(
-            "tc_kv", m,
-            sa.Column("key", sa.String(255).with_variant(
-                sa.dialects.mysql.VARCHAR(255, collation="utf8mb4_bin"), "mysql"),
-                primary_key=True),
+            "tc_kv",
+            m,
+            sa.Column(
+                "key",
+                sa.String(255).with_variant(
+                    sa.dialects.mysql.VARCHAR(255, collation="utf8mb4_bin"), "mysql"
+                ),
+                primary_key=True,
+            ),
             sa.Column("value", sa.LargeBinary(length=1 << 24), nullable=False),
         )
         self.digests = sa.Table(
-            "tc_digests", m,
+            "tc_digests",
+            m,
             sa.Column("name_in_db", sa.String(64), primary_key=True),
             sa.Column("vector", sa.LargeBinary(length=4096), nullable=False),
         )

@@ -60,15 +60,29 @@ class TableMeta:
     created_height: int
 
     def to_json(self) -> dict[str, Any]:
-        return {"owner": self.owner, "name": self.name, "name_in_db": self.name_in_db,
-                "fields": list(self.raw_fields), "rule": self.rule, "token": self.token,
-                "strict_pointer": self.strict_pointer, "created_height": self.created_height}
+        return {
+            "owner": self.owner,
+            "name": self.name,
+            "name_in_db": self.name_in_db,
+            "fields": list(self.raw_fields),
+            "rule": self.rule,
+            "token": self.token,
+            "strict_pointer": self.strict_pointer,
+            "created_height": self.created_height,
+        }
 
     @classmethod
     def from_json(cls, obj: Mapping[str, Any]) -> TableMeta:
-        return cls(obj["owner"], obj["name"], obj["name_in_db"], tuple(obj["fields"]),
-                   obj.get("rule"), obj.get("token"), obj["strict_pointer"],
-                   int(obj["created_height"]))
+        return cls(
+            obj["owner"],
+            obj["name"],
+            obj["name_in_db"],
+            tuple(obj["fields"]),
+            obj.get("rule"),
+            obj.get("token"),
+            obj["strict_pointer"],
+            int(obj["created_height"]),
+        )
 
     @property
     def confidential(self) -> bool:
@@ -101,8 +115,13 @@ def json_value(field: FieldDef, value: Any) -> Any:
 class TableEngine:
     """Physical table operations on one connection, keeping digests in the overlay."""
 
-    def __init__(self, conn: Connection, state: StateOverlay, hasher: Callable[[bytes], bytes],
-                 ddl_engine: sa.engine.Engine | None = None) -> None:
+    def __init__(
+        self,
+        conn: Connection,
+        state: StateOverlay,
+        hasher: Callable[[bytes], bytes],
+        ddl_engine: sa.engine.Engine | None = None,
+    ) -> None:
         self.conn = conn
         self.state = state
         # MySQL/MariaDB commit implicitly on DDL. There, tables are created on a side
@@ -178,8 +197,9 @@ class TableEngine:
     def abandon_block(self) -> None:
         self.deferred_drops = []
 
-    def rebuild_schema(self, meta: TableMeta, raw_fields: list[Any], pointer: str,
-                       tx_hash: str) -> TableMeta:
+    def rebuild_schema(
+        self, meta: TableMeta, raw_fields: list[Any], pointer: str, tx_hash: str
+    ) -> TableMeta:
         """Apply a schema change by copying the rows into a new physical table.
 
         The new table gets a new NameInDB; the old one is dropped. Copying keeps the change
@@ -188,8 +208,16 @@ class TableEngine:
         """
         new_fields = parse_fields(raw_fields)
         name_in_db = self.state_hash([meta.name_in_db, tx_hash])
-        new_meta = TableMeta(meta.owner, meta.name, name_in_db, tuple(raw_fields), meta.rule,
-                             meta.token, pointer, meta.created_height)
+        new_meta = TableMeta(
+            meta.owner,
+            meta.name,
+            name_in_db,
+            tuple(raw_fields),
+            meta.rule,
+            meta.token,
+            pointer,
+            meta.created_height,
+        )
         rows = self.matching_rows(meta, None)
         self.create_physical(new_meta)
         by_name = {f.name: f for f in new_fields}
@@ -200,11 +228,16 @@ class TableEngine:
             completed.append((rowid, new_row))
         table, _ = self.physical(new_meta)
         if completed:
-            self.conn.execute(sa.insert(table), [
-                {ROWID: rowid, **self._db_values(new_fields, row)} for rowid, row in completed])
+            self.conn.execute(
+                sa.insert(table),
+                [{ROWID: rowid, **self._db_values(new_fields, row)} for rowid, row in completed],
+            )
         old_digest = self.state.table_digest(meta.name_in_db)
-        self.state.add_rows(name_in_db, [self.encode_row(r, row) for r, row in completed],
-                            new_rowids=old_digest.next_rowid - 1)
+        self.state.add_rows(
+            name_in_db,
+            [self.encode_row(r, row) for r, row in completed],
+            new_rowids=old_digest.next_rowid - 1,
+        )
         self.drop_physical(meta)
         self.save(new_meta)
         return new_meta
@@ -218,8 +251,9 @@ class TableEngine:
     def encode_row(rowid: int, row: Mapping[str, Any]) -> bytes:
         return canonical_json([rowid, row], trusted=True)
 
-    def complete_row(self, fields: Sequence[FieldDef], given: Mapping[str, Any],
-                     rowid: int) -> dict[str, Any]:
+    def complete_row(
+        self, fields: Sequence[FieldDef], given: Mapping[str, Any], rowid: int
+    ) -> dict[str, Any]:
         """Validate a row to insert: coerce every value, apply defaults and auto-increment."""
         if not isinstance(given, dict):
             raise BadField("each row to insert is a JSON object")
@@ -242,8 +276,9 @@ class TableEngine:
         return row
 
     def _db_values(self, fields: Sequence[FieldDef], row: Mapping[str, Any]) -> dict[str, Any]:
-        return {f.name: (None if row[f.name] is None else coerce_value(f, row[f.name]))
-                for f in fields}
+        return {
+            f.name: (None if row[f.name] is None else coerce_value(f, row[f.name])) for f in fields
+        }
 
     def insert_rows(self, meta: TableMeta, rows: Sequence[Mapping[str, Any]]) -> list[int]:
         """Insert already completed rows (see ``complete_row``); returns their row ids."""
@@ -288,8 +323,9 @@ class TableEngine:
     def next_rowid(self, meta: TableMeta) -> int:
         return self.state.table_digest(meta.name_in_db).next_rowid
 
-    def matching_rows(self, meta: TableMeta, condition: Condition | None,
-                      limit: int | None = None) -> list[tuple[int, dict[str, Any]]]:
+    def matching_rows(
+        self, meta: TableMeta, condition: Condition | None, limit: int | None = None
+    ) -> list[tuple[int, dict[str, Any]]]:
         """``(rowid, row)`` of the rows matching ``condition``, in row-id order."""
         self.flush_pending()
         table, fields = self.physical(meta)
@@ -313,8 +349,9 @@ class TableEngine:
             stmt = stmt.where(condition_to_sql(condition, table))
         return int(self.conn.execute(stmt).scalar_one())
 
-    def update_rows(self, meta: TableMeta, changes: Mapping[str, Any],
-                    condition: Condition | None) -> int:
+    def update_rows(
+        self, meta: TableMeta, changes: Mapping[str, Any], condition: Condition | None
+    ) -> int:
         """Set ``changes`` (raw JSON values) on every row matching ``condition``."""
         table, fields = self.physical(meta)
         by_name = {f.name: f for f in fields}
@@ -336,11 +373,20 @@ class TableEngine:
             new_row = {**row, **new_values}
             old_enc.append(self.encode_row(rowid, row))
             new_enc.append(self.encode_row(rowid, new_row))
-            params.append({"_rid": rowid, **{
-                n: (None if new_row[n] is None else coerce_value(by_name[n], new_row[n]))
-                for n in new_values}})
-        stmt = (sa.update(table).where(table.c[ROWID] == sa.bindparam("_rid"))
-                .values({n: sa.bindparam(n) for n in new_values}))
+            params.append(
+                {
+                    "_rid": rowid,
+                    **{
+                        n: (None if new_row[n] is None else coerce_value(by_name[n], new_row[n]))
+                        for n in new_values
+                    },
+                }
+            )
+        stmt = (
+            sa.update(table)
+            .where(table.c[ROWID] == sa.bindparam("_rid"))
+            .values({n: sa.bindparam(n) for n in new_values})
+        )
         try:
             self.conn.execute(stmt, params)
         except sa.exc.IntegrityError as exc:
@@ -356,7 +402,7 @@ class TableEngine:
             return 0
         ids = [rowid for rowid, _ in rows]
         for start in range(0, len(ids), 500):
-            self.conn.execute(sa.delete(table).where(table.c[ROWID].in_(ids[start:start + 500])))
+            self.conn.execute(sa.delete(table).where(table.c[ROWID].in_(ids[start : start + 500])))
         self.state.remove_rows(meta.name_in_db, [self.encode_row(r, row) for r, row in rows])
         return len(rows)
 

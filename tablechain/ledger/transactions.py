@@ -50,14 +50,33 @@ __all__ = [
 
 MAX_TX_BYTES = 1 << 20
 EVERYONE = "everyone"
-TABLE_OPS = {1: "create", 2: "drop", 3: "rename", 11: "grant", 12: "recreate", 14: "add_fields",
-             15: "delete_fields", 16: "modify_fields", 17: "create_index", 18: "delete_index"}
+TABLE_OPS = {
+    1: "create",
+    2: "drop",
+    3: "rename",
+    11: "grant",
+    12: "recreate",
+    14: "add_fields",
+    15: "delete_fields",
+    16: "modify_fields",
+    17: "create_index",
+    18: "delete_index",
+}
 STATEMENT_OPS = {6: "insert", 8: "update", 9: "delete", 10: "assert"}
 # Operation types a statement inside an SQLTransaction may carry.
 TRANSACTION_STATEMENT_OPS = {1, 2, 3, 6, 8, 9, 10, 11}
 
-_ENVELOPE = {"TransactionType", "Account", "Sequence", "NetworkID", "SigningPubKey",
-             "TxnSignature", "Certificate", "Fee", "Memos"}
+_ENVELOPE = {
+    "TransactionType",
+    "Account",
+    "Sequence",
+    "NetworkID",
+    "SigningPubKey",
+    "TxnSignature",
+    "Certificate",
+    "Fee",
+    "Memos",
+}
 _TABLE_NAME_MAX = 64
 
 
@@ -216,7 +235,9 @@ def check_address(text: Any, where: str) -> str:
     try:
         return address_to_text(address_from_text(text.lower()))
     except CryptoError:
-        raise InvalidTransaction(f"{where} is not an address (0x + 40 hex digits): {text[:60]!r}") from None
+        raise InvalidTransaction(
+            f"{where} is not an address (0x + 40 hex digits): {text[:60]!r}"
+        ) from None
 
 
 def check_table_name(name: Any, where: str) -> str:
@@ -237,15 +258,18 @@ def _parse_tables(obj: Mapping[str, Any], what: str) -> tuple[TableRef, ...]:
         raise InvalidTransaction(f"{what}.Tables must hold exactly one table")
     entry = _typed(tables[0], dict, f"{what}.Tables[0]")
     if set(entry) != {"Table"}:
-        raise InvalidTransaction(f"{what}.Tables[0] must be {{\"Table\": {{...}}}}")
+        raise InvalidTransaction(f'{what}.Tables[0] must be {{"Table": {{...}}}}')
     table = _typed(entry["Table"], dict, f"{what}.Tables[0].Table")
     unknown = set(table) - {"TableName", "NameInDB", "TableNewName"}
     if unknown:
         raise InvalidTransaction(f"{what}.Tables[0].Table: unknown fields {sorted(unknown)}")
     name = check_table_name(table.get("TableName"), f"{what}.TableName")
     name_in_db = table.get("NameInDB")
-    if name_in_db is not None and (not isinstance(name_in_db, str) or len(name_in_db) > 64
-                                   or not all(c in "0123456789abcdef" for c in name_in_db)):
+    if name_in_db is not None and (
+        not isinstance(name_in_db, str)
+        or len(name_in_db) > 64
+        or not all(c in "0123456789abcdef" for c in name_in_db)
+    ):
         raise InvalidTransaction(f"{what}.NameInDB must be lowercase hex")
     new_name = table.get("TableNewName")
     if new_name is not None:
@@ -253,12 +277,25 @@ def _parse_tables(obj: Mapping[str, Any], what: str) -> tuple[TableRef, ...]:
     return (TableRef(name, name_in_db, new_name),)
 
 
-_STATEMENT_FIELDS = {"TransactionType", "OpType", "Tables", "Raw", "Owner", "User", "OperationRule",
-                     "Token", "Flags", "StrictMode", "TxCheckHash", "AutoFillField"}
+_STATEMENT_FIELDS = {
+    "TransactionType",
+    "OpType",
+    "Tables",
+    "Raw",
+    "Owner",
+    "User",
+    "OperationRule",
+    "Token",
+    "Flags",
+    "StrictMode",
+    "TxCheckHash",
+    "AutoFillField",
+}
 
 
-def parse_statement(obj: Mapping[str, Any], what: str, account: str,
-                    allowed_ops: set[int] | None = None) -> Statement:
+def parse_statement(
+    obj: Mapping[str, Any], what: str, account: str, allowed_ops: set[int] | None = None
+) -> Statement:
     """Parse a TableListSet or SQLStatement body (top level or inside an SQLTransaction)."""
     op = _require(obj, "OpType", int, what)
     if allowed_ops is not None and op not in allowed_ops:
@@ -276,8 +313,18 @@ def parse_statement(obj: Mapping[str, Any], what: str, account: str,
         owner = obj.get("Owner")
         owner = check_address(owner, f"{what}.Owner") if owner is not None else None
         token = _optional(obj, "Token", str, what)
-        body = TableListSet(op, tables, obj.get("Raw"), owner, user, obj.get("OperationRule"),
-                            token, flags, strict, check)
+        body = TableListSet(
+            op,
+            tables,
+            obj.get("Raw"),
+            owner,
+            user,
+            obj.get("OperationRule"),
+            token,
+            flags,
+            strict,
+            check,
+        )
         if op == 11 and user is None:
             raise InvalidTransaction(f"{what}: a grant needs User")
         if op == 3 and tables[0].new_name is None:
@@ -329,11 +376,15 @@ def _parse_sql_transaction(obj: Mapping[str, Any]) -> SQLTransaction:
     return SQLTransaction(tuple(parsed), strict)
 
 
-register_transaction_type("TableListSet", _parse_table_list_set,
-                          _STATEMENT_FIELDS - {"AutoFillField"})
+register_transaction_type(
+    "TableListSet", _parse_table_list_set, _STATEMENT_FIELDS - {"AutoFillField"}
+)
 register_transaction_type("SQLStatement", _parse_sql_statement, _STATEMENT_FIELDS)
-register_transaction_type("SQLTransaction", _parse_sql_transaction,
-                          {"TransactionType", "Statements", "StrictMode", "Flags"})
+register_transaction_type(
+    "SQLTransaction",
+    _parse_sql_transaction,
+    {"TransactionType", "Statements", "StrictMode", "Flags"},
+)
 
 
 # --- envelope --------------------------------------------------------------------------------
@@ -354,8 +405,9 @@ def _hex_field(obj: Mapping[str, Any], key: str) -> bytes:
         raise BadSignature(f"{key} is not hex") from None
 
 
-def parse_transaction(tx_json: Any, suite: CryptoSuite, network_id: int,
-                      size: int | None = None, verify: bool = True) -> SignedTransaction:
+def parse_transaction(
+    tx_json: Any, suite: CryptoSuite, network_id: int, size: int | None = None, verify: bool = True
+) -> SignedTransaction:
     """Validate a signed transaction's shape and signature and return it typed.
 
     Raises an ``InvalidTransaction`` / ``BadSignature`` / ``TooLarge`` with a stable code.
@@ -372,8 +424,9 @@ def parse_transaction(tx_json: Any, suite: CryptoSuite, network_id: int,
         raise TooLarge(f"transaction of {size} bytes exceeds the limit of {MAX_TX_BYTES}")
     tx_type = tx_json.get("TransactionType")
     if not isinstance(tx_type, str) or tx_type not in _PARSERS:
-        raise InvalidTransaction(f"unknown TransactionType {str(tx_type)[:40]!r}; known: "
-                                 f"{', '.join(sorted(_PARSERS))}")
+        raise InvalidTransaction(
+            f"unknown TransactionType {str(tx_type)[:40]!r}; known: {', '.join(sorted(_PARSERS))}"
+        )
     parser, body_fields = _PARSERS[tx_type]
     unknown = set(tx_json) - _ENVELOPE - body_fields
     if unknown:
@@ -398,8 +451,18 @@ def parse_transaction(tx_json: Any, suite: CryptoSuite, network_id: int,
     signature = _hex_field(tx_json, "TxnSignature")
     if verify and not public_key.verify(signed, signature):
         raise BadSignature("TxnSignature does not verify")
-    return SignedTransaction(tx_type, account, sequence, body, suite.hash(signed), public_key,
-                             signature, tx_json, size, certificate)
+    return SignedTransaction(
+        tx_type,
+        account,
+        sequence,
+        body,
+        suite.hash(signed),
+        public_key,
+        signature,
+        tx_json,
+        size,
+        certificate,
+    )
 
 
 def sign_transaction(tx_json: Mapping[str, Any], key: PrivateKey) -> dict[str, Any]:

@@ -44,12 +44,13 @@ class ParallelVerifier:
             self._pool = ProcessPoolExecutor(self.workers, mp_context=get_context("spawn"))
         return self._pool
 
-    def verify(self, txs: list[Any], suite: CryptoSuite,
-               network_id: int) -> list[TablechainError | None]:
+    def verify(
+        self, txs: list[Any], suite: CryptoSuite, network_id: int
+    ) -> list[TablechainError | None]:
         if len(txs) < _INLINE_BELOW or self.workers == 1:
             return verify_chunk(txs, suite.name, network_id)
         size = -(-len(txs) // (self.workers * 4))
-        chunks = [txs[i:i + size] for i in range(0, len(txs), size)]
+        chunks = [txs[i : i + size] for i in range(0, len(txs), size)]
         pool = self._get_pool()
         futures = [pool.submit(verify_chunk, c, suite.name, network_id) for c in chunks]
         out: list[TablechainError | None] = []
