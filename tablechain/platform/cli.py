@@ -1,0 +1,486 @@
+"""The ``tablechain`` command line.
+
+```
+tablechain node init DIR [--national] [--network-id N] [--port P]
+tablechain node start DIR [--host H] [--port P]
+tablechain node status [DIR] [--url URL]
+tablechain node rebuild DIR [--height N] [--out DB_URL]
+tablechain account new [--out FILE] [--scheme secp256k1|ed25519|sm2]
+tablechain account info [ADDRESS] [--key FILE]
+tablechain table create NAME FIELDS_JSON [--rule RULE_JSON] [--strict]
+tablechain table grant NAME USER FLAGS_JSON
+tablechain table insert NAME ROWS_JSON [--owner ADDR] [--strict]
+tablechain table update NAME SET_JSON [COND_JSON ...] [--owner ADDR] [--strict]
+tablechain table delete NAME [COND_JSON ...] [--owner ADDR] [--strict]
+tablechain table get NAME [RAW_JSON] [--owner ADDR]
+tablechain table drop NAME | rename NAME NEW_NAME | info NAME
+tablechain tx HASH
+```
+Commands that talk to a node take ``--url`` (env ``TABLECHAIN_URL``, default
+``http://127.0.0.1:5005``) and, to sign, ``--key FILE`` (env ``TABLECHAIN_KEY``). Every command
+prints readable output, or JSON with ``--json``. Errors print their stable code and exit 1.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import sys
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Annotated, Any, TypeVar
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from tablechain.errors import TablechainError
+from tablechain.platform.errors import ConfigError
+
+__all__ = ["app", "main"]
+
+DEFAULT_URL = "http://127.0.0.1:5005"
+
+app = typer.Typer(no_args_is_help=True, pretty_exceptions_enable=False,
+                  help="tablechain: a permissioned blockchain database.")
+node_app = typer.Typer(no_args_is_help=True, help="Create, run and inspect a node.")
+account_app = typer.Typer(no_args_is_help=True, help="Accounts (keys) and their state.")
+table_app = typer.Typer(no_args_is_help=True, help="Table transactions and signed reads.")
+app.add_typer(node_app, name="node")
+app.add_typer(account_app, name="account")
+app.add_typer(table_app, name="table")
+
+try:
+    from tablechain.platform.ca_cli import app as ca_app
+except ModuleNotFoundError as exc:  # the CA commands are optional in this build
+    if exc.name != "tablechain.platform.ca_cli":
+        raise
+else:
+    app.add_typer(ca_app, name="ca")
+
+out = Console(highlight=False)
+err = Console(stderr=True, highlight=False)
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+UrlOpt = Annotated[str, typer.Option("--url", envvar="TABLECHAIN_URL",
+                                     help="The node's RPC URL.")]
+KeyOpt = Annotated[Path | None, typer.Option("--key", envvar="TABLECHAIN_KEY",
+                                             help="Key file of the signing account.")]
+JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON instead of tables.")]
+OwnerOpt = Annotated[str | None, typer.Option("--owner",
+                                              help="The table's owner (default: the signer).")]
+StrictOpt = Annotated[bool, typer.Option("--strict", help="Send with StrictMode and TxCheckHash.")]
+NoWaitOpt = Annotated[bool, typer.Option("--no-wait",
+                                         help="Return once queued, not once committed.")]
+
+
+def _handled(fn: F) -> F:
+    """Print a tablechain error as ``error: <code>: <message>`` and exit 1."""
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return fn(*args, **kwargs)
+        except TablechainError as exc:
+            err.print(f"[red]error[/red]: {exc.code}: {exc.message}", markup=True)
+            raise typer.Exit(1) from None
+
+    return wrapper  # type: ignore[return-value]
+
+
+def _json_arg(text: str, what: str) -> Any:
+    from tablechain.crypto import parse_json
+
+    try:
+        return parse_json(text)
+    except TablechainError as exc:
+        raise ConfigError(f"{what} is not valid JSON: {exc.message}") from None
+
+
+def _print_json(obj: Any) -> None:
+    # Plain JSON (no rich wrapping or colour): for scripts and pipes.
+    sys.stdout.write(json.dumps(obj, indent=2, ensure_ascii=False) + "\n")
+    sys.stdout.flush()
+
+
+def _kv_table(title: str, items: Sequence[tuple[str, Any]]) -> Table:
+    table = Table(title=title, show_header=False, title_justify="left")
+    table.add_column(style="bold")
+    table.add_column()
+    for key, value in items:
+        table.add_row(key, value if isinstance(value, str) else json.dumps(value))
+    return table
+
+
+def rows_table(rows: Sequence[dict[str, Any]], title: str = "") -> Table:
+    """A rich table of query rows (columns in first-seen order)."""
+    columns: list[str] = []
+    for row in rows:
+        for name in row:
+            if name not in columns:
+                columns.append(name)
+    table = Table(title=title or None, title_justify="left")
+    for name in columns:
+        table.add_column(name)
+    for row in rows:
+        table.add_row(*("" if row.get(c) is None else str(row.get(c)) for c in columns))
+    return table
+
+
+def _client(url: str, key: Path | None, need_key: bool = True) -> Any:
+    from tablechain.platform.client import Client
+    from tablechain.platform.config import read_key_file
+
+    if key is None and need_key:
+        raise ConfigError("this command signs: pass --key FILE (or set TABLECHAIN_KEY)")
+    return Client(url, read_key_file(key) if key is not None else None)
+
+
+def _report_tx(record: dict[str, Any], as_json: bool) -> None:
+    if as_json:
+        _print_json(record)
+        return
+    if "ledger_index" not in record:
+        out.print(f"queued [bold]{record['hash']}[/bold] ({record.get('engine_result')})")
+        return
+    details = record.get("receipt", {}).get("details") or {}
+    out.print(f"[green]{record['result']}[/green] tx {record['hash']} "
+              f"in ledger {record['ledger_index']}"
+              + (f"  {json.dumps(details)}" if details else ""))
+
+
+# --- node --------------------------------------------------------------------------------------
+
+
+@node_app.command("init")
+@_handled
+def node_init(
+    datadir: Annotated[Path, typer.Argument(help="Data directory to create.")],
+    national: Annotated[bool, typer.Option("--national",
+                                           help="SM2/SM3 national suite.")] = False,
+    network_id: Annotated[int | None, typer.Option("--network-id")] = None,
+    chain_name: Annotated[str, typer.Option("--chain-name")] = "tablechain",
+    host: Annotated[str, typer.Option("--host")] = "127.0.0.1",
+    port: Annotated[int, typer.Option("--port")] = 5005,
+    db_url: Annotated[str | None, typer.Option("--db-url",
+                                               help="Default: SQLite in DIR.")] = None,
+    max_block_txs: Annotated[int | None, typer.Option("--max-block-txs")] = None,
+    max_block_wait_ms: Annotated[int | None, typer.Option("--max-block-wait-ms")] = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Create a new chain with one validator in DIR."""
+    from tablechain.platform.config import init_datadir, load_genesis
+
+    settings = init_datadir(datadir, national=national, network_id=network_id,
+                            chain_name=chain_name, host=host, port=port, db_url=db_url,
+                            max_block_txs=max_block_txs, max_block_wait_ms=max_block_wait_ms)
+    genesis = load_genesis(settings)
+    info = {"datadir": str(settings.datadir), "chain": genesis.hash(),
+            "network_id": genesis.network_id, "suite": genesis.suite,
+            "validator": genesis.validators[0]["address"],
+            "db_url": settings.resolved_db_url,
+            "rpc": f"http://{settings.rpc_host}:{settings.rpc_port}"}
+    if as_json:
+        _print_json(info)
+    else:
+        out.print(_kv_table("new chain", list(info.items())))
+        out.print(f"start it with: tablechain node start {settings.datadir}")
+
+
+@node_app.command("start")
+@_handled
+def node_start(
+    datadir: Annotated[Path, typer.Argument(help="The node's data directory.")],
+    host: Annotated[str | None, typer.Option("--host")] = None,
+    port: Annotated[int | None, typer.Option("--port", help="0 picks a free port.")] = None,
+    log_level: Annotated[str, typer.Option("--log-level")] = "info",
+) -> None:
+    """Run the node and its RPC server in the foreground until SIGINT / SIGTERM."""
+    from tablechain.platform.server import run_node
+
+    code = run_node(datadir, host, port, log_level,
+                    announce=lambda text: print(text, flush=True))
+    raise typer.Exit(code)
+
+
+@node_app.command("status")
+@_handled
+def node_status(
+    datadir: Annotated[Path | None, typer.Argument(help="Read the URL from here.")] = None,
+    url: Annotated[str | None, typer.Option("--url", envvar="TABLECHAIN_URL")] = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Ask a running node for its server_info."""
+    from tablechain.platform.client import Client
+    from tablechain.platform.config import load_settings, rpc_url_of
+
+    if url is None:
+        url = rpc_url_of(load_settings(datadir)) if datadir is not None else DEFAULT_URL
+    with Client(url) as client:
+        info = client.server_info()
+    if as_json:
+        _print_json(info)
+    else:
+        out.print(_kv_table(f"node at {url}", sorted(info.items())))
+
+
+@node_app.command("rebuild")
+@_handled
+def node_rebuild(
+    datadir: Annotated[Path, typer.Argument(help="The node's data directory.")],
+    height: Annotated[int | None, typer.Option("--height", help="Default: the head.")] = None,
+    out_url: Annotated[str | None, typer.Option(
+        "--out", help="Target database URL (default sqlite:///DIR/rebuild-<height>.db).")] = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Replay the chain into a new database up to --height, checking every state root."""
+    from tablechain.ledger.chain import Ledger, rebuild
+    from tablechain.platform.config import load_genesis, load_settings
+
+    settings = load_settings(datadir)
+    source = Ledger(settings.resolved_db_url, load_genesis(settings))
+    try:
+        end = source.height if height is None else height
+        if out_url is None:
+            target_file = settings.datadir / f"rebuild-{end}.db"
+            if target_file.exists():
+                raise ConfigError(f"{target_file} already exists; pass --out or remove it")
+            out_url = f"sqlite:///{target_file}"
+        target = rebuild(source, out_url, end)
+        try:
+            head = target.head
+            info = {"height": head.height, "ledger_hash": head.hash(target.suite),
+                    "state_root": head.state_root, "database": out_url,
+                    "matches_chain": source.block(end)["hash"] == head.hash(target.suite)}
+        finally:
+            target.close()
+    finally:
+        source.close()
+    if as_json:
+        _print_json(info)
+    else:
+        out.print(_kv_table("rebuilt", list(info.items())))
+
+
+# --- accounts ----------------------------------------------------------------------------------
+
+
+@account_app.command("new")
+@_handled
+def account_new(
+    out_file: Annotated[Path | None, typer.Option(
+        "--out", help="Key file to write (0600). Default: ./<address>.key")] = None,
+    scheme: Annotated[str, typer.Option("--scheme",
+                                        help="secp256k1, ed25519 or sm2.")] = "secp256k1",
+    as_json: JsonOpt = False,
+) -> None:
+    """Make a new account key and print its address."""
+    from tablechain.crypto import address_to_text, generate_private_key
+    from tablechain.crypto.keys import CryptoError
+    from tablechain.platform.config import write_key_file
+
+    try:
+        key = generate_private_key(scheme)
+    except (CryptoError, ModuleNotFoundError) as exc:
+        raise ConfigError(f"cannot make a {scheme} key: {exc}") from None
+    address = address_to_text(key.address())
+    path = write_key_file(out_file or Path(f"{address}.key"), key)
+    info = {"address": address, "scheme": scheme, "key_file": str(path),
+            "public_key": key.public_key.to_bytes().hex()}
+    if as_json:
+        _print_json(info)
+    else:
+        out.print(address)
+        err.print(f"key written to {path} (mode 0600)")
+
+
+@account_app.command("info")
+@_handled
+def account_info(
+    address: Annotated[str | None, typer.Argument(help="Default: the --key's address.")] = None,
+    url: UrlOpt = DEFAULT_URL, key: KeyOpt = None, as_json: JsonOpt = False,
+) -> None:
+    """An account's last committed Sequence and the next one to use."""
+    with _client(url, key, need_key=address is None) as client:
+        info = client.account_info(address)
+    if as_json:
+        _print_json(info)
+    else:
+        out.print(_kv_table("account", list(info.items())))
+
+
+# --- tables ------------------------------------------------------------------------------------
+
+
+@table_app.command("create")
+@_handled
+def table_create(
+    name: str,
+    fields: Annotated[str, typer.Argument(help='e.g. \'[{"field":"id","type":"int","PK":1}]\'')],
+    rule: Annotated[str | None, typer.Option("--rule", help="OperationRule JSON.")] = None,
+    strict: StrictOpt = False, no_wait: NoWaitOpt = False,
+    url: UrlOpt = DEFAULT_URL, key: KeyOpt = None, as_json: JsonOpt = False,
+) -> None:
+    """Create a table (TableListSet OpType 1)."""
+    with _client(url, key) as client:
+        record = client.create_table(name, _json_arg(fields, "FIELDS"),
+                                     None if rule is None else _json_arg(rule, "--rule"),
+                                     strict=strict, wait=not no_wait)
+    _report_tx(record, as_json)
+
+
+@table_app.command("grant")
+@_handled
+def table_grant(
+    name: str,
+    user: Annotated[str, typer.Argument(help='An address, or "everyone".')],
+    flags: Annotated[str, typer.Argument(help='e.g. \'{"select":true,"insert":true}\'')],
+    no_wait: NoWaitOpt = False,
+    url: UrlOpt = DEFAULT_URL, key: KeyOpt = None, as_json: JsonOpt = False,
+) -> None:
+    """Grant a user (or everyone) select / insert / update / delete on your table."""
+    parsed = _json_arg(flags, "FLAGS")
+    if not isinstance(parsed, dict) or not all(isinstance(v, bool) for v in parsed.values()):
+        raise ConfigError('FLAGS is an object of booleans, e.g. {"select": true}')
+    with _client(url, key) as client:
+        record = client.grant(name, user, wait=not no_wait, **parsed)
+    _report_tx(record, as_json)
+
+
+@table_app.command("insert")
+@_handled
+def table_insert(
+    name: str,
+    rows: Annotated[str, typer.Argument(help='e.g. \'[{"id":1,"name":"a"}]\'')],
+    owner: OwnerOpt = None, strict: StrictOpt = False, no_wait: NoWaitOpt = False,
+    url: UrlOpt = DEFAULT_URL, key: KeyOpt = None, as_json: JsonOpt = False,
+) -> None:
+    """Insert rows (SQLStatement OpType 6)."""
+    parsed = _json_arg(rows, "ROWS")
+    if isinstance(parsed, dict):
+        parsed = [parsed]
+    with _client(url, key) as client:
+        record = client.insert(name, parsed, owner=owner, strict=strict, wait=not no_wait)
+    _report_tx(record, as_json)
+
+
+@table_app.command("update")
+@_handled
+def table_update(
+    name: str,
+    changes: Annotated[str, typer.Argument(help='e.g. \'{"age":30}\'')],
+    conditions: Annotated[list[str] | None, typer.Argument(
+        help='Conditions (ORed), e.g. \'{"id":1}\'')] = None,
+    owner: OwnerOpt = None, strict: StrictOpt = False, no_wait: NoWaitOpt = False,
+    url: UrlOpt = DEFAULT_URL, key: KeyOpt = None, as_json: JsonOpt = False,
+) -> None:
+    """Update rows matching any condition (SQLStatement OpType 8)."""
+    conds = [_json_arg(c, "CONDITION") for c in conditions or []]
+    with _client(url, key) as client:
+        record = client.update(name, _json_arg(changes, "SET"), *conds, owner=owner,
+                               strict=strict, wait=not no_wait)
+    _report_tx(record, as_json)
+
+
+@table_app.command("delete")
+@_handled
+def table_delete(
+    name: str,
+    conditions: Annotated[list[str] | None, typer.Argument(
+        help="Conditions (ORed); none deletes every row you may delete.")] = None,
+    owner: OwnerOpt = None, strict: StrictOpt = False, no_wait: NoWaitOpt = False,
+    url: UrlOpt = DEFAULT_URL, key: KeyOpt = None, as_json: JsonOpt = False,
+) -> None:
+    """Delete rows (SQLStatement OpType 9)."""
+    conds = [_json_arg(c, "CONDITION") for c in conditions or []]
+    with _client(url, key) as client:
+        record = client.delete(name, *conds, owner=owner, strict=strict, wait=not no_wait)
+    _report_tx(record, as_json)
+
+
+@table_app.command("get")
+@_handled
+def table_get(
+    name: str,
+    raw: Annotated[str | None, typer.Argument(
+        help='Query, e.g. \'[["id","name"], {"id": {"$ge": 2}}]\' (default: all rows).')] = None,
+    owner: OwnerOpt = None,
+    url: UrlOpt = DEFAULT_URL, key: KeyOpt = None, as_json: JsonOpt = False,
+) -> None:
+    """A signed read: your permissions and the table's Get rule apply."""
+    query = None if raw is None else _json_arg(raw, "RAW")
+    if query is not None and not isinstance(query, list):
+        raise ConfigError('RAW is a list: [[fields], {condition}, ...]')
+    with _client(url, key) as client:
+        rows = client.get(owner or client.address, name, query)
+    if as_json:
+        _print_json(rows)
+    else:
+        out.print(rows_table(rows))
+        out.print(f"{len(rows)} row(s) of {name}")
+
+
+@table_app.command("drop")
+@_handled
+def table_drop(name: str, no_wait: NoWaitOpt = False, url: UrlOpt = DEFAULT_URL,
+               key: KeyOpt = None, as_json: JsonOpt = False) -> None:
+    """Drop your table."""
+    with _client(url, key) as client:
+        _report_tx(client.drop(name, wait=not no_wait), as_json)
+
+
+@table_app.command("rename")
+@_handled
+def table_rename(name: str, new_name: str, no_wait: NoWaitOpt = False,
+                 url: UrlOpt = DEFAULT_URL, key: KeyOpt = None, as_json: JsonOpt = False) -> None:
+    """Rename your table (its NameInDB stays)."""
+    with _client(url, key) as client:
+        _report_tx(client.rename(name, new_name, wait=not no_wait), as_json)
+
+
+@table_app.command("info")
+@_handled
+def table_info(name: str, owner: OwnerOpt = None, url: UrlOpt = DEFAULT_URL,
+               key: KeyOpt = None, as_json: JsonOpt = False) -> None:
+    """A table's fields, rule, NameInDB, strict-mode pointer and grants."""
+    if owner is None and key is None:
+        raise ConfigError("pass --owner (or --key to mean your own table)")
+    with _client(url, key, need_key=False) as client:
+        info = client.table_info(owner or client.address, name)
+    if as_json:
+        _print_json(info)
+    else:
+        out.print(_kv_table(f"table {name}", sorted(info.items())))
+
+
+@app.command("tx")
+@_handled
+def tx_command(tx_hash: str, url: UrlOpt = DEFAULT_URL, as_json: JsonOpt = False) -> None:
+    """A committed transaction and its receipt."""
+    from tablechain.platform.client import Client
+
+    with Client(url) as client:
+        record = client.tx(tx_hash)
+    if as_json:
+        _print_json(record)
+    else:
+        receipt = record["receipt"]
+        out.print(_kv_table(f"tx {tx_hash}", [
+            ("ledger_index", record["ledger_index"]), ("result", record["result"]),
+            ("message", receipt.get("message") or ""), ("details", receipt.get("details")),
+            ("type", record["tx"].get("TransactionType")), ("account", record["tx"]["Account"]),
+        ]))
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """The console script's entry point."""
+    try:
+        app(args=list(argv) if argv is not None else None, prog_name="tablechain")
+    except SystemExit as exc:
+        return exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

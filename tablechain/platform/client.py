@@ -1,0 +1,410 @@
+"""``tablechain.Client``: build, sign and submit table transactions; wait; signed reads.
+
+```python
+from tablechain import Client
+from tablechain.crypto import generate_private_key
+
+alice = Client("http://127.0.0.1:5005", generate_private_key())
+alice.create_table("t", [{"field": "id", "type": "int", "PK": 1}, {"field": "name",
+                   "type": "varchar", "length": 32}])
+alice.insert("t", [{"id": 1, "name": "a"}])
+alice.get(alice.address, "t")            # -> [{"id": 1, "name": "a"}]
+```
+
+Every write method builds the transaction with ChainSQL's field names, fills ``Account``,
+``Sequence`` and ``NetworkID``, signs it with the client's key (the key never leaves the
+process), submits it and, unless ``wait=False``, waits for its block and raises ``ClientError``
+(with the node's code, e.g. ``tefTABLE_RULEDISSATISFIED``) when the transaction failed.
+
+Sequences: fetched once from ``account_info``, then counted locally; a ``terPRE_SEQ`` /
+``tefPAST_SEQ`` answer (another process used the key, or the node restarted and lost its
+queue) resynchronises and retries once.
+
+Strict mode (``strict=True``): the client computes ``TxCheckHash`` from the table's current
+strict-mode pointer (fetched with ``table_info``): ``H(canonical(create Raw))`` at create, then
+``H(previous || canonical(statement Raw))``, H being the chain's hash (SHA-256, or SM3 for the
+national suite).
+"""
+
+from __future__ import annotations
+
+import itertools
+import threading
+import time
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import httpx
+
+from tablechain.crypto import PrivateKey, address_to_text, canonical_json, hash_by_name
+from tablechain.errors import TablechainError
+from tablechain.platform.errors import ClientError
+
+__all__ = ["Client", "ClientError", "Statements", "strict_pointer_after"]
+
+_SEQ_ERRORS = frozenset({"terPRE_SEQ", "tefPAST_SEQ"})
+_GRANT_FLAGS = ("select", "insert", "update", "delete")
+
+
+def _table(name: str, new_name: str | None = None) -> list[dict[str, Any]]:
+    table: dict[str, Any] = {"TableName": name}
+    if new_name is not None:
+        table["TableNewName"] = new_name
+    return [{"Table": table}]
+
+
+def strict_pointer_after(previous: str | None, raw: Any, hash_name: str = "sha256") -> str:
+    """A table's strict-mode pointer after a statement with ``raw`` (``previous=None``: create)."""
+    h = hash_by_name(hash_name)
+    data = canonical_json(raw)
+    if previous is None:
+        return h(data).hex()  # type: ignore[no-any-return]
+    return h(bytes.fromhex(previous) + data).hex()  # type: ignore[no-any-return]
+
+
+class Statements:
+    """Builders of the statement objects an ``SQLTransaction`` carries (and single txs use)."""
+
+    @staticmethod
+    def create(name: str, fields: Sequence[Mapping[str, Any]],
+               rule: Mapping[str, Any] | None = None) -> dict[str, Any]:
+        st: dict[str, Any] = {"TransactionType": "TableListSet", "OpType": 1,
+                              "Tables": _table(name), "Raw": [dict(f) for f in fields]}
+        if rule is not None:
+            st["OperationRule"] = dict(rule)
+        return st
+
+    @staticmethod
+    def drop(name: str) -> dict[str, Any]:
+        return {"TransactionType": "TableListSet", "OpType": 2, "Tables": _table(name)}
+
+    @staticmethod
+    def rename(name: str, new_name: str) -> dict[str, Any]:
+        return {"TransactionType": "TableListSet", "OpType": 3,
+                "Tables": _table(name, new_name)}
+
+    @staticmethod
+    def grant(name: str, user: str, **flags: bool) -> dict[str, Any]:
+        bad = sorted(set(flags) - set(_GRANT_FLAGS))
+        if bad or not flags:
+            raise ClientError(f"grant flags are {', '.join(_GRANT_FLAGS)} (got {bad or 'none'})",
+                              "invalidParams")
+        return {"TransactionType": "TableListSet", "OpType": 11, "Tables": _table(name),
+                "User": user, "Raw": [{k: bool(v) for k, v in flags.items()}]}
+
+    @staticmethod
+    def insert(name: str, rows: Sequence[Mapping[str, Any]],
+               owner: str | None = None) -> dict[str, Any]:
+        return Statements._sql(6, name, [dict(r) for r in rows], owner)
+
+    @staticmethod
+    def update(name: str, changes: Mapping[str, Any], *conditions: Mapping[str, Any],
+               owner: str | None = None) -> dict[str, Any]:
+        return Statements._sql(8, name, [dict(changes), *(dict(c) for c in conditions)], owner)
+
+    @staticmethod
+    def delete(name: str, *conditions: Mapping[str, Any],
+               owner: str | None = None) -> dict[str, Any]:
+        raw = [dict(c) for c in conditions] or [{}]
+        return Statements._sql(9, name, raw, owner)
+
+    @staticmethod
+    def assert_(name: str, *conditions: Mapping[str, Any],
+                owner: str | None = None) -> dict[str, Any]:
+        return Statements._sql(10, name, [dict(c) for c in conditions], owner)
+
+    @staticmethod
+    def _sql(op: int, name: str, raw: list[Any], owner: str | None) -> dict[str, Any]:
+        st: dict[str, Any] = {"TransactionType": "SQLStatement", "OpType": op,
+                              "Tables": _table(name), "Raw": raw}
+        if owner is not None:
+            st["Owner"] = owner
+        return st
+
+
+class Client:
+    """A synchronous client of one node, acting as the account of ``key``."""
+
+    def __init__(self, url: str, key: PrivateKey | None = None, *, timeout: float = 10.0,
+                 wait_timeout: float = 30.0, certificate: str | None = None,
+                 transport: httpx.BaseTransport | None = None) -> None:
+        self.url = url.rstrip("/") + "/"
+        self.key = key
+        # Where the chain requires admission: the signer's certificate chain (PEM, leaf first)
+        # or, once registered, its leaf's SHA-256 fingerprint; sent with every transaction.
+        self.certificate = certificate
+        self.wait_timeout = wait_timeout
+        self._http = httpx.Client(timeout=timeout, transport=transport)
+        self._ids = itertools.count(1)
+        self._lock = threading.Lock()
+        self._next_sequence: int | None = None
+        self._info: dict[str, Any] | None = None
+
+    # --- plumbing ----------------------------------------------------------------------------
+
+    def close(self) -> None:
+        self._http.close()
+
+    def __enter__(self) -> Client:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    @property
+    def address(self) -> str:
+        return address_to_text(self._key().address())
+
+    def _key(self) -> PrivateKey:
+        if self.key is None:
+            raise ClientError("this client has no key; pass one to sign", "noKey")
+        return self.key
+
+    def call(self, method: str, params: Any = None) -> Any:
+        """One JSON-RPC call; its result, or ``ClientError`` carrying the node's code."""
+        request: dict[str, Any] = {"jsonrpc": "2.0", "id": next(self._ids), "method": method}
+        if params is not None:
+            request["params"] = params
+        try:
+            response = self._http.post(self.url, content=canonical_json(request),
+                                       headers={"content-type": "application/json"})
+        except httpx.HTTPError as exc:
+            raise ClientError(f"cannot reach the node at {self.url}: {exc}",
+                              "clientTransport") from None
+        try:
+            body = response.json()
+        except ValueError:
+            raise ClientError(f"the node answered HTTP {response.status_code} without JSON",
+                              "clientTransport") from None
+        if not isinstance(body, dict):
+            raise ClientError("the node's answer is not a JSON-RPC response", "clientTransport")
+        error = body.get("error")
+        if error is not None:
+            data = error.get("data") if isinstance(error, dict) else None
+            if isinstance(data, dict) and "code" in data:
+                raise ClientError(str(data.get("message", "")), str(data["code"]))
+            raise ClientError(str(error), "clientTransport")
+        return body.get("result")
+
+    # --- node information --------------------------------------------------------------------
+
+    def server_info(self) -> dict[str, Any]:
+        info: dict[str, Any] = self.call("server_info")["info"]
+        self._info = info
+        return info
+
+    def _chain(self) -> dict[str, Any]:
+        return self._info if self._info is not None else self.server_info()
+
+    @property
+    def network_id(self) -> int:
+        return int(self._chain()["network_id"])
+
+    @property
+    def hash_name(self) -> str:
+        return "sm3" if self._chain()["suite"] == "national" else "sha256"
+
+    def ledger_closed(self) -> dict[str, Any]:
+        return dict(self.call("ledger_closed"))
+
+    def ledger(self, index: int | str = "closed", expand: bool = False) -> dict[str, Any]:
+        return dict(self.call("ledger", {"ledger_index": index, "expand": expand}))
+
+    def account_info(self, account: str | None = None) -> dict[str, Any]:
+        return dict(self.call("account_info", {"account": account or self.address}))
+
+    def tx(self, tx_hash: str) -> dict[str, Any]:
+        return dict(self.call("tx", {"transaction": tx_hash}))
+
+    def table_info(self, owner: str, name: str) -> dict[str, Any]:
+        return dict(self.call("table_info", {"owner": owner, "tablename": name}))
+
+    def table_auth(self, owner: str, name: str) -> dict[str, Any]:
+        return dict(self.call("table_auth", {"owner": owner, "tablename": name}))
+
+    def g_dbname(self, owner: str, name: str) -> str:
+        return str(self.call("g_dbname", {"owner": owner, "tablename": name})["nameInDB"])
+
+    # --- submitting --------------------------------------------------------------------------
+
+    def submit(self, tx_json: Mapping[str, Any]) -> dict[str, Any]:
+        """Submit an already signed transaction; ``{"hash", "engine_result", ...}``."""
+        return dict(self.call("submit", dict(tx_json)))
+
+    def sign(self, body: Mapping[str, Any], sequence: int) -> dict[str, Any]:
+        from tablechain.ledger.transactions import sign_transaction
+
+        tx = dict(body)
+        tx["Sequence"] = sequence
+        tx["NetworkID"] = self.network_id
+        if self.certificate is not None:
+            tx.setdefault("Certificate", self.certificate)
+        try:
+            return sign_transaction(tx, self._key())
+        except ClientError:
+            raise
+        except TablechainError as exc:  # e.g. a float: not canonical JSON
+            raise ClientError(exc.message, exc.code) from None
+
+    def resync_sequence(self) -> int:
+        """Forget the local Sequence and take the node's next one."""
+        with self._lock:
+            self._next_sequence = int(self.account_info()["next_sequence"])
+            return self._next_sequence
+
+    def send(self, body: Mapping[str, Any], *, wait: bool = True,
+             timeout: float | None = None) -> dict[str, Any]:
+        """Sign ``body`` with the next Sequence, submit it and (by default) wait for its block.
+
+        Returns the committed record (``hash``, ``ledger_index``, ``result``, ``receipt``) or,
+        with ``wait=False``, the submit answer. Raises ``ClientError`` when it fails.
+        """
+        for attempt in range(2):
+            with self._lock:
+                if self._next_sequence is None:
+                    self._next_sequence = int(self.account_info()["next_sequence"])
+                sequence = self._next_sequence
+                tx = self.sign(body, sequence)
+                try:
+                    answer = self.submit(tx)
+                except ClientError as exc:
+                    if exc.code in _SEQ_ERRORS and attempt == 0:
+                        self._next_sequence = None
+                        continue
+                    raise
+                self._next_sequence = sequence + 1
+            break
+        if not wait:
+            return answer
+        return self.wait(answer["hash"], timeout, check=True)
+
+    def wait(self, tx_hash: str, timeout: float | None = None,
+             check: bool = False) -> dict[str, Any]:
+        """Poll ``tx`` until the transaction is in a block; with ``check``, raise if it failed."""
+        deadline = time.monotonic() + (self.wait_timeout if timeout is None else timeout)
+        delay = 0.005
+        while True:
+            try:
+                record = self.tx(tx_hash)
+                break
+            except ClientError as exc:
+                if exc.code != "txnNotFound":
+                    raise
+                if time.monotonic() >= deadline:
+                    raise ClientError(f"transaction {tx_hash} was not committed in time",
+                                      "timeout") from None
+            time.sleep(delay)
+            delay = min(delay * 2, 0.1)
+        if check and record["result"] != "tesSUCCESS":
+            message = record.get("receipt", {}).get("message") or record["result"]
+            raise ClientError(message, record["result"])
+        return record
+
+    # --- strict mode -------------------------------------------------------------------------
+
+    def _pointer(self, owner: str, name: str) -> str:
+        return str(self.table_info(owner, name)["strict_pointer"])
+
+    def _with_check(self, statement: dict[str, Any],
+                    pointers: dict[tuple[str, str], str]) -> dict[str, Any]:
+        """Add ``TxCheckHash`` to a statement and advance the local pointer cache."""
+        op = statement["OpType"]
+        name = statement["Tables"][0]["Table"]["TableName"]
+        owner = statement.get("Owner") or self.address
+        key = (owner, name)
+        if op in (2, 11):  # drop and grant do not move the pointer
+            return statement
+        if op == 3:  # rename keeps the pointer under the new name
+            current = pointers.pop(key) if key in pointers else self._pointer(owner, name)
+            pointers[(owner, statement["Tables"][0]["Table"]["TableNewName"])] = current
+            return statement
+        if op == 1:
+            new = strict_pointer_after(None, statement["Raw"], self.hash_name)
+        else:
+            if key not in pointers:
+                pointers[key] = self._pointer(owner, name)
+            new = strict_pointer_after(pointers[key], statement["Raw"], self.hash_name)
+        pointers[key] = new
+        return {**statement, "StrictMode": True, "TxCheckHash": new}
+
+    def _one(self, statement: dict[str, Any], strict: bool, wait: bool) -> dict[str, Any]:
+        if strict:
+            statement = self._with_check(statement, {})
+        return self.send(statement, wait=wait)
+
+    # --- table operations --------------------------------------------------------------------
+
+    def create_table(self, name: str, fields: Sequence[Mapping[str, Any]],
+                     rule: Mapping[str, Any] | None = None, *, strict: bool = False,
+                     wait: bool = True) -> dict[str, Any]:
+        return self._one(Statements.create(name, fields, rule), strict, wait)
+
+    def grant(self, name: str, user: str, *, wait: bool = True, **flags: bool) -> dict[str, Any]:
+        """Grant ``user`` (an address, or ``"everyone"``) the given select/insert/update/delete."""
+        return self.send(Statements.grant(name, user, **flags), wait=wait)
+
+    def insert(self, name: str, rows: Sequence[Mapping[str, Any]], *, owner: str | None = None,
+               strict: bool = False, wait: bool = True) -> dict[str, Any]:
+        return self._one(Statements.insert(name, rows, owner), strict, wait)
+
+    def update(self, name: str, changes: Mapping[str, Any], *conditions: Mapping[str, Any],
+               owner: str | None = None, strict: bool = False, wait: bool = True
+               ) -> dict[str, Any]:
+        return self._one(Statements.update(name, changes, *conditions, owner=owner), strict, wait)
+
+    def delete(self, name: str, *conditions: Mapping[str, Any], owner: str | None = None,
+               strict: bool = False, wait: bool = True) -> dict[str, Any]:
+        """Delete rows matching any of ``conditions`` (no condition: every row)."""
+        return self._one(Statements.delete(name, *conditions, owner=owner), strict, wait)
+
+    def assert_(self, name: str, *conditions: Mapping[str, Any], owner: str | None = None,
+                strict: bool = False, wait: bool = True) -> dict[str, Any]:
+        return self._one(Statements.assert_(name, *conditions, owner=owner), strict, wait)
+
+    def drop(self, name: str, *, wait: bool = True) -> dict[str, Any]:
+        return self.send(Statements.drop(name), wait=wait)
+
+    def rename(self, name: str, new_name: str, *, wait: bool = True) -> dict[str, Any]:
+        return self.send(Statements.rename(name, new_name), wait=wait)
+
+    def transaction(self, statements: Sequence[Mapping[str, Any]], *, strict: bool = False,
+                    wait: bool = True) -> dict[str, Any]:
+        """Several statements (see ``Statements``) applied all or nothing."""
+        items = []
+        pointers: dict[tuple[str, str], str] = {}
+        for st in statements:
+            item = {k: v for k, v in st.items() if k != "TransactionType"}
+            item["TransactionType"] = st.get("TransactionType", "SQLStatement")
+            if strict:
+                item = self._with_check(item, pointers)
+            items.append(item)
+        body: dict[str, Any] = {"TransactionType": "SQLTransaction", "Statements": items}
+        if strict:
+            body["StrictMode"] = True
+        return self.send(body, wait=wait)
+
+    # --- reads -------------------------------------------------------------------------------
+
+    def get(self, owner: str, name: str, raw: Sequence[Any] | None = None) -> list[dict[str, Any]]:
+        """A signed read: ``raw`` is ``[[fields], {cond}, ..., {"$limit": ..}]`` (all rows if None).
+
+        Permissions and the table's Get rule apply to this client's account.
+        """
+        from tablechain.ledger.reads import sign_read_request
+
+        query = [[]] if raw is None else list(raw)
+        attempt = 0
+        while True:
+            index = int(self.ledger_closed()["ledger_index"])
+            try:
+                request = sign_read_request(self._key(), owner, name, query, index)
+            except ClientError:
+                raise
+            except TablechainError as exc:
+                raise ClientError(exc.message, exc.code) from None
+            try:
+                return list(self.call("r_get", request)["rows"])
+            except ClientError as exc:  # the head moved past the read window meanwhile
+                attempt += 1
+                if exc.code != "invalidParams" or "LedgerIndex" not in exc.message or attempt > 1:
+                    raise

@@ -1,0 +1,337 @@
+"""Node assembly from a data directory: genesis, node settings, the validator key.
+
+A data directory holds:
+
+- ``genesis.json``: the chain's founding parameters (``tablechain.ledger.chain.Genesis``);
+- ``node.json``: this node's settings (key file, database URL, RPC address, block cutting);
+- ``validator.key``: the validator's private key as hex (mode 0600);
+- ``node.db``: the embedded SQLite database (default ``db_url``), created on first start.
+
+``init_datadir`` creates a new chain in an empty directory; ``load_settings`` reads it back and
+``open_node`` assembles a ``Node`` from it. Nothing here runs at import time, and the ledger is
+imported only when a node is actually opened, so the CLI stays quick to start.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import importlib.util
+import json
+import os
+import secrets
+import time
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from tablechain.crypto import (
+    SCHEMES,
+    PrivateKey,
+    address_to_text,
+    generate_private_key,
+    private_key_from_bytes,
+)
+from tablechain.crypto.keys import CryptoError
+from tablechain.platform.errors import ConfigError, DataDirLocked
+
+if TYPE_CHECKING:
+    from tablechain.ledger.chain import Genesis
+    from tablechain.ledger.node import Node
+
+__all__ = [
+    "NodeSettings",
+    "DEFAULT_HOST",
+    "DEFAULT_PORT",
+    "DEFAULT_MAX_BODY_BYTES",
+    "init_datadir",
+    "load_settings",
+    "load_genesis",
+    "open_node",
+    "datadir_lock",
+    "read_key_file",
+    "write_key_file",
+    "national_available",
+    "rpc_url_of",
+]
+
+DEFAULT_HOST = "127.0.0.1"
+DEFAULT_PORT = 5005
+DEFAULT_MAX_BODY_BYTES = 2 * 1024 * 1024
+GENESIS_FILE = "genesis.json"
+NODE_FILE = "node.json"
+KEY_FILE = "validator.key"
+LOCK_FILE = "LOCK"
+RPC_URL_FILE = "rpc.url"
+DATADIR_TOKEN = "{datadir}"  # noqa: S105 - a path placeholder, not a secret
+_DEFAULT_DB = "sqlite:///{datadir}/node.db"
+
+
+@dataclass(frozen=True)
+class NodeSettings:
+    """The contents of ``node.json``, with paths resolved against the data directory."""
+
+    datadir: Path
+    genesis_file: str = GENESIS_FILE
+    validator_key: str = KEY_FILE
+    key_scheme: str = "secp256k1"
+    db_url: str = _DEFAULT_DB
+    rpc_host: str = DEFAULT_HOST
+    rpc_port: int = DEFAULT_PORT
+    max_block_txs: int | None = None
+    max_block_wait_ms: int | None = None
+    mempool_size: int = 100_000
+    max_body_bytes: int = DEFAULT_MAX_BODY_BYTES
+    extra: Mapping[str, Any] = field(default_factory=dict)
+
+    @property
+    def resolved_db_url(self) -> str:
+        return self.db_url.replace(DATADIR_TOKEN, str(self.datadir))
+
+    @property
+    def key_path(self) -> Path:
+        return self.datadir / self.validator_key
+
+    @property
+    def genesis_path(self) -> Path:
+        return self.datadir / self.genesis_file
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "genesis": self.genesis_file,
+            "validator_key": self.validator_key,
+            "key_scheme": self.key_scheme,
+            "db_url": self.db_url,
+            "rpc": {"host": self.rpc_host, "port": self.rpc_port,
+                    "max_body_bytes": self.max_body_bytes},
+            "block": {"max_block_txs": self.max_block_txs,
+                      "max_block_wait_ms": self.max_block_wait_ms},
+            "mempool_size": self.mempool_size,
+            **dict(self.extra),
+        }
+
+
+def _opt_int(obj: Mapping[str, Any], key: str, where: str, minimum: int = 1) -> int | None:
+    value = obj.get(key)
+    if value is None:
+        return None
+    if not isinstance(value, int) or isinstance(value, bool) or value < minimum:
+        raise ConfigError(f"{where}.{key} must be an integer >= {minimum}, got {value!r}")
+    return value
+
+
+def _settings_from_json(datadir: Path, obj: Any) -> NodeSettings:
+    if not isinstance(obj, dict):
+        raise ConfigError(f"{datadir / NODE_FILE} must hold a JSON object")
+    known = {"genesis", "validator_key", "key_scheme", "db_url", "rpc", "block", "mempool_size"}
+    rpc = obj.get("rpc") or {}
+    block = obj.get("block") or {}
+    if not isinstance(rpc, dict) or not isinstance(block, dict):
+        raise ConfigError("node.json: 'rpc' and 'block' must be objects")
+    strings = {}
+    for key, default in (("genesis", GENESIS_FILE), ("validator_key", KEY_FILE),
+                         ("key_scheme", "secp256k1"), ("db_url", _DEFAULT_DB)):
+        value = obj.get(key, default)
+        if not isinstance(value, str) or not value:
+            raise ConfigError(f"node.json: {key} must be a non-empty string")
+        strings[key] = value
+    if strings["key_scheme"] not in SCHEMES:
+        raise ConfigError(f"node.json: key_scheme must be one of {', '.join(SCHEMES)}")
+    host = rpc.get("host", DEFAULT_HOST)
+    if not isinstance(host, str) or not host:
+        raise ConfigError("node.json: rpc.host must be a host name or address")
+    port = _opt_int(rpc, "port", "rpc", minimum=0)
+    if port is not None and port > 65535:
+        raise ConfigError("node.json: rpc.port must be at most 65535")
+    return NodeSettings(
+        datadir=datadir,
+        genesis_file=strings["genesis"],
+        validator_key=strings["validator_key"],
+        key_scheme=strings["key_scheme"],
+        db_url=strings["db_url"],
+        rpc_host=host,
+        rpc_port=DEFAULT_PORT if port is None else port,
+        max_block_txs=_opt_int(block, "max_block_txs", "block"),
+        max_block_wait_ms=_opt_int(block, "max_block_wait_ms", "block"),
+        mempool_size=_opt_int(obj, "mempool_size", "node") or 100_000,
+        max_body_bytes=_opt_int(rpc, "max_body_bytes", "rpc", minimum=1024)
+        or DEFAULT_MAX_BODY_BYTES,
+        extra={k: v for k, v in obj.items() if k not in known},
+    )
+
+
+def _read_json(path: Path) -> Any:
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ConfigError(f"{path} does not exist; run `tablechain node init` first") from None
+    except (OSError, ValueError) as exc:
+        raise ConfigError(f"cannot read {path}: {exc}") from None
+
+
+def load_settings(datadir: str | os.PathLike[str]) -> NodeSettings:
+    """Read ``node.json`` of a data directory."""
+    path = Path(datadir).resolve()
+    if not path.is_dir():
+        raise ConfigError(f"data directory {path} does not exist")
+    return _settings_from_json(path, _read_json(path / NODE_FILE))
+
+
+def load_genesis(settings: NodeSettings) -> Genesis:
+    from tablechain.ledger.chain import Genesis
+
+    obj = _read_json(settings.genesis_path)
+    if not isinstance(obj, dict):
+        raise ConfigError(f"{settings.genesis_path} must hold a JSON object")
+    try:
+        genesis = Genesis.from_json(obj)
+        genesis.hash()  # validates the suite name
+    except (KeyError, TypeError, ValueError) as exc:
+        raise ConfigError(f"{settings.genesis_path} is not a valid genesis: {exc!r}") from None
+    return genesis
+
+
+# --- key files -------------------------------------------------------------------------------
+
+
+def write_key_file(path: str | os.PathLike[str], key: PrivateKey) -> Path:
+    """Write a private key to a new file readable by its owner only (0600).
+
+    The format is the key's hex, prefixed with ``<scheme>:`` unless it is secp256k1.
+    """
+    out = Path(path)
+    text = key.to_bytes().hex()
+    if key.scheme != "secp256k1":
+        text = f"{key.scheme}:{text}"
+    try:
+        fd = os.open(out, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        raise ConfigError(f"{out} already exists; refusing to overwrite a key") from None
+    except OSError as exc:
+        raise ConfigError(f"cannot create {out}: {exc}") from None
+    with os.fdopen(fd, "w", encoding="ascii") as handle:
+        handle.write(text + "\n")
+    return out
+
+
+def read_key_file(path: str | os.PathLike[str], scheme: str | None = None) -> PrivateKey:
+    """Read a key file written by ``write_key_file`` (hex, or ``<scheme>:<hex>``)."""
+    p = Path(path)
+    try:
+        text = p.read_text(encoding="ascii").strip()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"cannot read key file {p}: {exc}") from None
+    if ":" in text:
+        scheme, _, text = text.partition(":")
+    scheme = scheme or "secp256k1"
+    if text.startswith("0x"):
+        text = text[2:]
+    try:
+        return private_key_from_bytes(scheme, bytes.fromhex(text))
+    except ValueError:
+        raise ConfigError(f"key file {p} does not hold a hex private key") from None
+    except CryptoError as exc:
+        raise ConfigError(f"key file {p}: {exc.message}") from None
+
+
+def national_available() -> bool:
+    """Whether the SM2 signature scheme (the national suite) is installed."""
+    return importlib.util.find_spec("tablechain.crypto.sm2") is not None
+
+
+# --- creating a data directory ---------------------------------------------------------------
+
+
+def init_datadir(datadir: str | os.PathLike[str], *, national: bool = False,
+                 network_id: int | None = None, chain_name: str = "tablechain",
+                 host: str = DEFAULT_HOST, port: int = DEFAULT_PORT,
+                 db_url: str | None = None, max_block_txs: int | None = None,
+                 max_block_wait_ms: int | None = None,
+                 timestamp_ms: int | None = None) -> NodeSettings:
+    """Create a new chain with one validator in ``datadir`` (which must not hold one yet)."""
+    from tablechain.ledger.chain import Genesis
+
+    path = Path(datadir)
+    path.mkdir(parents=True, exist_ok=True)
+    path = path.resolve()
+    for name in (GENESIS_FILE, NODE_FILE, KEY_FILE):
+        if (path / name).exists():
+            raise ConfigError(f"{path / name} already exists; {path} already holds a node")
+    if national and not national_available():
+        raise ConfigError("the national suite needs SM2 (tablechain.crypto.sm2), "
+                          "which is not installed in this build")
+    scheme = "sm2" if national else "secp256k1"
+    if network_id is None:
+        network_id = 1000 + secrets.randbelow((1 << 31) - 1000)
+    if not 0 <= network_id < 1 << 32:
+        raise ConfigError("network id must be within 0 .. 2^32-1")
+    key = generate_private_key(scheme)
+    validator = {"address": address_to_text(key.address()), "scheme": scheme,
+                 "public_key": key.public_key.to_bytes().hex()}
+    defaults = Genesis()
+    genesis = Genesis(
+        chain_name=chain_name, network_id=network_id,
+        suite="national" if national else "international",
+        timestamp_ms=int(time.time() * 1000) if timestamp_ms is None else timestamp_ms,
+        validators=(validator,),
+        max_block_txs=max_block_txs or defaults.max_block_txs,
+        max_block_wait_ms=max_block_wait_ms or defaults.max_block_wait_ms,
+    )
+    settings = NodeSettings(datadir=path, key_scheme=scheme, db_url=db_url or _DEFAULT_DB,
+                            rpc_host=host, rpc_port=port)
+    _write_plain(path, key)
+    (path / GENESIS_FILE).write_text(json.dumps(genesis.to_json(), indent=2) + "\n",
+                                     encoding="utf-8")
+    (path / NODE_FILE).write_text(json.dumps(settings.to_json(), indent=2) + "\n",
+                                  encoding="utf-8")
+    return settings
+
+
+def _write_plain(path: Path, key: PrivateKey) -> None:
+    """The validator key is plain hex; its scheme is recorded in node.json."""
+    fd = os.open(path / KEY_FILE, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w", encoding="ascii") as handle:
+        handle.write(key.to_bytes().hex() + "\n")
+
+
+# --- opening a node --------------------------------------------------------------------------
+
+
+@contextlib.contextmanager
+def datadir_lock(datadir: str | os.PathLike[str]) -> Iterator[None]:
+    """Hold an exclusive lock on a data directory (released by the OS if the process dies)."""
+    path = Path(datadir) / LOCK_FILE
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise DataDirLocked(f"another node is running on {Path(datadir).resolve()}") from None
+        os.ftruncate(fd, 0)
+        os.write(fd, str(os.getpid()).encode())
+        yield
+    finally:
+        os.close(fd)
+
+
+def open_node(settings: NodeSettings) -> Node:
+    """Assemble a ``Node`` (not yet producing blocks) from a data directory's settings."""
+    from tablechain.ledger.node import Node, NodeConfig
+
+    genesis = load_genesis(settings)
+    key = read_key_file(settings.key_path, settings.key_scheme)
+    config = NodeConfig(max_block_txs=settings.max_block_txs,
+                        max_block_wait_ms=settings.max_block_wait_ms,
+                        mempool_size=settings.mempool_size)
+    return Node(settings.resolved_db_url, genesis, key, config)
+
+
+def rpc_url_of(settings: NodeSettings) -> str:
+    """The URL a running node serves on: ``rpc.url`` (written at start) or node.json's."""
+    written = settings.datadir / RPC_URL_FILE
+    try:
+        text = written.read_text(encoding="ascii").strip()
+    except OSError:
+        text = ""
+    return text or f"http://{settings.rpc_host}:{settings.rpc_port}"

@@ -1,0 +1,207 @@
+"""The ``tablechain`` command line, through typer's CliRunner against a real RPC server."""
+
+from __future__ import annotations
+
+import json
+import os
+import stat
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from typer.testing import CliRunner
+
+from tablechain.ledger.chain import Ledger
+from tablechain.platform.cli import app, main
+from tablechain.platform.config import (
+    init_datadir,
+    load_genesis,
+    load_settings,
+    national_available,
+    open_node,
+    read_key_file,
+)
+from tablechain.platform.server import BackgroundServer, serve_in_thread
+
+runner = CliRunner()
+FIELDS = '[{"field":"id","type":"int","PK":1},{"field":"name","type":"varchar","length":16}]'
+
+
+def run(*args: str, code: int = 0) -> Any:
+    result = runner.invoke(app, list(args))
+    assert result.exit_code == code, (result.output, result.exception)
+    return result
+
+
+def run_json(*args: str) -> Any:
+    return json.loads(run(*args, "--json").stdout)
+
+
+@pytest.fixture(scope="module")
+def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Path, BackgroundServer]]:
+    datadir = tmp_path_factory.mktemp("cli") / "node"
+    settings = init_datadir(datadir, max_block_wait_ms=5)
+    with serve_in_thread(open_node(settings)) as srv:
+        yield datadir, srv
+
+
+def new_key(tmp: Path, name: str) -> tuple[Path, str]:
+    path = tmp / f"{name}.key"
+    info = run_json("account", "new", "--out", str(path))
+    return path, info["address"]
+
+
+def test_node_init_writes_a_data_directory(tmp_path: Path) -> None:
+    datadir = tmp_path / "d"
+    info = run_json("node", "init", str(datadir), "--network-id", "77", "--port", "6006",
+                    "--max-block-txs", "50")
+    assert info["network_id"] == 77 and info["suite"] == "international"
+    assert stat.S_IMODE(os.stat(datadir / "validator.key").st_mode) == 0o600
+    node_json = json.loads((datadir / "node.json").read_text())
+    assert node_json["rpc"] == {"host": "127.0.0.1", "port": 6006, "max_body_bytes": 2097152}
+    assert node_json["db_url"] == "sqlite:///{datadir}/node.db"
+    settings = load_settings(datadir)
+    assert settings.resolved_db_url == f"sqlite:///{datadir.resolve()}/node.db"
+    genesis = load_genesis(settings)
+    assert genesis.max_block_txs == 50 and genesis.hash() == info["chain"]
+    key = read_key_file(settings.key_path, settings.key_scheme)
+    assert genesis.validators[0]["address"] == info["validator"]
+    assert key.public_key.to_bytes().hex() == genesis.validators[0]["public_key"]
+    # a second init refuses to overwrite the chain
+    result = run("node", "init", str(datadir), code=1)
+    assert "tecBAD_CONFIG" in result.stderr and "already" in result.stderr
+
+
+def test_node_init_national(tmp_path: Path) -> None:
+    if national_available():
+        info = run_json("node", "init", str(tmp_path / "n"), "--national")
+        assert info["suite"] == "national"
+    else:
+        result = run("node", "init", str(tmp_path / "n"), "--national", code=1)
+        assert "SM2" in result.stderr
+        assert not (tmp_path / "n" / "genesis.json").exists()
+
+
+def test_account_new(tmp_path: Path) -> None:
+    path, address = new_key(tmp_path, "a")
+    assert stat.S_IMODE(os.stat(path).st_mode) == 0o600
+    assert "0x" + read_key_file(path).address().hex() == address
+    result = run("account", "new", "--out", str(path), code=1)  # never overwrites a key
+    assert "already exists" in result.stderr
+    ed = run_json("account", "new", "--out", str(tmp_path / "ed.key"), "--scheme", "ed25519")
+    assert (tmp_path / "ed.key").read_text().startswith("ed25519:")
+    assert read_key_file(tmp_path / "ed.key").scheme == "ed25519" and ed["scheme"] == "ed25519"
+    run("account", "new", "--out", str(tmp_path / "x.key"), "--scheme", "rsa", code=1)
+    # without --out the key lands in ./<address>.key
+    cwd = os.getcwd()
+    os.chdir(tmp_path)
+    try:
+        printed = run("account", "new").stdout.strip()
+        assert (tmp_path / f"{printed}.key").exists()
+    finally:
+        os.chdir(cwd)
+
+
+def test_table_commands(tmp_path: Path, served: tuple[Path, BackgroundServer]) -> None:
+    datadir, srv = served
+    alice, alice_addr = new_key(tmp_path, "alice")
+    bob, bob_addr = new_key(tmp_path, "bob")
+    common = ["--url", srv.url]
+    a = [*common, "--key", str(alice)]
+    b = [*common, "--key", str(bob)]
+
+    status = run_json("node", "status", str(datadir), "--url", srv.url)
+    assert status["ledger_index"] >= 0
+    out = run("node", "status", "--url", srv.url).stdout
+    assert "network_id" in out
+
+    record = run_json("table", "create", "cli_t", FIELDS, *a)
+    assert record["result"] == "tesSUCCESS"
+    run("table", "grant", "cli_t", bob_addr, '{"select":true,"insert":true}', *a)
+    run("table", "insert", "cli_t", '[{"id":1,"name":"one"},{"id":2,"name":"two"}]', *a)
+    run("table", "insert", "cli_t", '{"id":3,"name":"bob"}', "--owner", alice_addr, *b)
+    rows = run_json("table", "get", "cli_t", *a)
+    assert rows == [{"id": 1, "name": "one"}, {"id": 2, "name": "two"}, {"id": 3, "name": "bob"}]
+    shown = run("table", "get", "cli_t", '[["name"], {"id": {"$ge": 2}}]', "--owner",
+                alice_addr, *b).stdout
+    assert "│ two" in shown and "│ bob" in shown and "│ one" not in shown
+    assert "2 row(s) of cli_t" in shown
+
+    done = run_json("table", "update", "cli_t", '{"name":"uno"}', '{"id":1}', '{"id":9}', *a)
+    assert done["receipt"]["details"]["affected"] == 1
+    done = run_json("table", "delete", "cli_t", '{"id":2}', *a)
+    assert done["receipt"]["details"]["affected"] == 1
+    result = run("table", "delete", "cli_t", '{"id":3}', "--owner", alice_addr, *b, code=1)
+    assert "tefBAD_AUTH_NO" in result.stderr
+    assert [r["name"] for r in run_json("table", "get", "cli_t", *a)] == ["uno", "bob"]
+
+    info = run_json("table", "info", "cli_t", "--owner", alice_addr, *common)
+    assert info["rows"] == 2 and set(info["grants"]) == {bob_addr}
+    run("table", "info", "cli_t", *common, code=1)  # needs --owner or --key
+
+    queued = run_json("table", "insert", "cli_t", '[{"id":7,"name":"q"}]', "--no-wait", *a)
+    assert queued["engine_result"] == "tesSUCCESS"
+    tx = run_json("tx", queued["hash"], *common) if _committed(srv, queued["hash"]) else None
+    assert tx is not None and tx["result"] == "tesSUCCESS"
+    assert "tesSUCCESS" in run("tx", queued["hash"], *common).stdout
+    acct = run_json("account", "info", *a)
+    assert acct["account"] == alice_addr and acct["sequence"] == acct["next_sequence"] - 1
+
+    run("table", "rename", "cli_t", "cli_t2", *a)
+    assert len(run_json("table", "get", "cli_t2", *a)) == 3
+    run("table", "drop", "cli_t2", *a)
+    result = run("table", "get", "cli_t2", *a, code=1)
+    assert "tefTABLE_NOTEXIST" in result.stderr
+
+    # bad input: clear errors, exit code 1
+    assert "--key" in run("table", "insert", "t", "[]", *common, code=1).stderr
+    assert "not valid JSON" in run("table", "insert", "t", "[{", *a, code=1).stderr
+    assert "tecBAD_CONFIG" in run("table", "get", "t", '{"a":1}', *a, code=1).stderr
+    assert "clientTransport" in run("node", "status", "--url", "http://127.0.0.1:9",
+                                    code=1).stderr
+
+
+def _committed(srv: BackgroundServer, tx_hash: str) -> bool:
+    srv.node.wait_for(tx_hash, 10)
+    return True
+
+
+def test_node_rebuild_to_a_height(tmp_path: Path) -> None:
+    datadir = tmp_path / "node"
+    settings = init_datadir(datadir, max_block_wait_ms=5)
+    key, _ = new_key(tmp_path, "k")
+    with serve_in_thread(open_node(settings)) as srv:
+        a = ["--url", srv.url, "--key", str(key)]
+        run("table", "create", "r", FIELDS, *a)
+        for i in range(3):
+            run("table", "insert", "r", json.dumps([{"id": i, "name": str(i)}]), *a)
+    ledger = Ledger(settings.resolved_db_url, load_genesis(settings))
+    try:
+        head = ledger.height
+        headers = {h: ledger.block(h) for h in (2, head)}
+    finally:
+        ledger.close()
+    full = run_json("node", "rebuild", str(datadir))
+    assert full["height"] == head and full["matches_chain"] is True
+    assert full["state_root"] == headers[head]["header"]["state_root"]
+    target = tmp_path / "at2.db"
+    part = run_json("node", "rebuild", str(datadir), "--height", "2", "--out",
+                    f"sqlite:///{target}")
+    assert part["height"] == 2 and part["ledger_hash"] == headers[2]["hash"]
+    rebuilt = Ledger(f"sqlite:///{target}", load_genesis(settings))
+    try:
+        assert rebuilt.table_info(rebuilt.block(1)["transactions"][0]["Account"], "r")["rows"] == 1
+    finally:
+        rebuilt.close()
+    result = run("node", "rebuild", str(datadir), code=1)  # rebuild-<head>.db already exists
+    assert "already exists" in result.stderr
+    result = run("node", "rebuild", str(datadir), "--height", str(head + 5), "--out",
+                 f"sqlite:///{tmp_path / 'x.db'}", code=1)
+    assert "txnNotFound" in result.stderr or "outside" in result.stderr
+
+
+def test_main_returns_exit_codes() -> None:
+    assert main(["--help"]) == 0
+    assert main(["node", "status", "--url", "http://127.0.0.1:9"]) == 1
+    assert main(["no-such-command"]) == 2
