@@ -399,7 +399,7 @@ class Ledger:
                 sa.select(self.t.blocks).where(self.t.blocks.c.height == height)
             ).one_or_none()
             if row is None:
-                raise NotFound(f"no block at height {height}")
+                raise NotFound(f"no block at height {height}", "lgrNotFound")
             txs = conn.execute(
                 sa.select(self.t.txs.c.tx, self.t.txs.c.receipt)
                 .where(self.t.txs.c.height == height)
@@ -452,7 +452,7 @@ def rebuild(
     """
     end = source.height if to_height is None else to_height
     if not 0 <= end <= source.height:
-        raise NotFound(f"height {end} is outside 0..{source.height}")
+        raise NotFound(f"height {end} is outside 0..{source.height}", "lgrNotFound")
     target = Ledger(target_url, source.genesis, source.registry, source.admission)
     if target.height != 0:
         raise ChainMismatch("the rebuild target must be an empty database")

@@ -62,7 +62,8 @@ class ParallelVerifier:
         """Start the worker processes now rather than on the first large batch."""
         if self.workers > 1:
             pool = self._get_pool()
-            for f in [pool.submit(verify_chunk, [], "international", 0) for _ in range(self.workers)]:
+            starts = [pool.submit(verify_chunk, [], "international", 0) for _ in range(self.workers)]
+            for f in starts:
                 f.result()
 
     def close(self) -> None:
