@@ -62,7 +62,10 @@ class ParallelVerifier:
         """Start the worker processes now rather than on the first large batch."""
         if self.workers > 1:
             pool = self._get_pool()
-            starts = [pool.submit(verify_chunk, [], "international", 0) for _ in range(self.workers)]
+            nothing: list[Any] = []
+            starts = []
+            for _ in range(self.workers):
+                starts.append(pool.submit(verify_chunk, nothing, "international", 0))
             for f in starts:
                 f.result()
 
