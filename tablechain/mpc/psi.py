@@ -84,19 +84,32 @@ def _split(blob: bytes) -> list[bytes]:
     return [blob[i : i + POINT_BYTES] for i in range(0, len(blob), POINT_BYTES)]
 
 
+SODIUM_SONAMES = ("libsodium.so.23", "libsodium.so.26", "libsodium.dylib")
+
+
+def _load_libsodium() -> tuple[ctypes.CDLL, str]:
+    """The system libsodium: known sonames first (dlopen is cheap), then ctypes' search."""
+    for name in SODIUM_SONAMES:
+        try:
+            return ctypes.CDLL(name), name
+        except OSError:
+            continue
+    path = ctypes.util.find_library("sodium")
+    if path is None:
+        raise GroupUnavailable(
+            "ristretto255 needs the system libsodium >= 1.0.18 (Debian: libsodium23); "
+            "PyNaCl does not expose its ristretto functions. Use group='x25519' instead."
+        )
+    return ctypes.CDLL(path), path
+
+
 class Ristretto255:
     """ristretto255 from the system libsodium via ctypes."""
 
     name = "ristretto255"
 
     def __init__(self) -> None:
-        path = ctypes.util.find_library("sodium")
-        if path is None:
-            raise GroupUnavailable(
-                "ristretto255 needs the system libsodium >= 1.0.18 (Debian: libsodium23); "
-                "PyNaCl does not expose its ristretto functions. Use group='x25519' instead."
-            )
-        lib = ctypes.CDLL(path)
+        lib, path = _load_libsodium()
         if not hasattr(lib, "crypto_scalarmult_ristretto255"):
             raise GroupUnavailable(f"{path} has no ristretto255 functions (libsodium < 1.0.18)")
         if lib.sodium_init() < 0:
