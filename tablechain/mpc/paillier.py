@@ -77,12 +77,16 @@ DEFAULT_WINDOW_BITS = 8
 MIN_KEY_BITS = 256  # below this nothing is secure; tests use >= 512, production 2048+
 
 mpz = gmpy2.mpz
+_MPZ = type(gmpy2.mpz(0))
 
 
 def _as_mpz(value: Any, what: str) -> Any:
-    if isinstance(value, bool) or not isinstance(value, (int, type(mpz(0)))):
-        raise ProtocolInputError(f"{what} must be an integer, got {type(value).__name__}")
-    return mpz(value)
+    kind = type(value)
+    if kind is _MPZ:
+        return value
+    if kind is int or (isinstance(value, int) and not isinstance(value, bool)):
+        return mpz(value)
+    raise ProtocolInputError(f"{what} must be an integer, got {kind.__name__}")
 
 
 # --------------------------------------------------------------------------------------------
