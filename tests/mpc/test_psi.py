@@ -145,3 +145,24 @@ def test_missing_libsodium_gives_a_clear_error(monkeypatch):
     with pytest.raises(GroupUnavailable) as info:
         psi_module.Ristretto255()
     assert "x25519" in str(info.value)
+
+
+def test_x25519_known_answer_rfc7748():
+    """RFC 7748 section 5.2, first test vector."""
+    impl = get_group("x25519")
+    scalar = bytes.fromhex("a546e36bf0527c9d3b16154b82465edd62144c0ac1fc5a18506a2244ba449ac4")
+    u = bytes.fromhex("e6db6867583030db3594c1a424b15f7c726624ec26b3353b10a903a6d0ab1c4c")
+    expected = "c3da55379de9c6908e94ea4df28d084f32eccf03491c71f754b4075577a28552"
+    assert impl.multiply(scalar, u, validate=False).hex() == expected
+
+
+def test_ristretto255_known_answer_rfc9496():
+    """RFC 9496 appendix A.1: encodings of small multiples of the generator."""
+    impl = get_group("ristretto255")
+    generator = bytes.fromhex("e2f2ae0a6abc4e71a884a961c500515f58e30b6aa582dd8db6a65945e08d2d76")
+    multiples = {
+        2: "6a493210f7499cd17fecb510ae0cea23a110e8d5b901f8acadd3095c73a3b919",
+        3: "94741f5d5d52755ece4f23f044ee27d5d1ea1e2bd196b462166b16152a9d0259",
+    }
+    for k, expected in multiples.items():
+        assert impl.multiply(k.to_bytes(32, "little"), generator).hex() == expected
