@@ -648,8 +648,12 @@ def secure_aggregate(
         incoming.append(tuple(encrypted[combiner]))
     summed = []
     for i in range(chunks):
-        total = combiner_key.sum_ciphertexts(vec[i] for vec in incoming) if incoming else None
-        summed.append(combiner_key.rerandomize(total) if total else combiner_key.encrypt_int(0))
+        if incoming:  # the sum of the others' ciphertexts, made unlinkable to them
+            summed.append(
+                combiner_key.rerandomize(combiner_key.sum_ciphertexts(v[i] for v in incoming))
+            )
+        else:  # only the key holder contributed
+            summed.append(combiner_key.encrypt_int(0))
     at_holder = network.exchange({(combiner, key_holder): _vector(public_key, summed)})
     received = _check_vector(public_key, at_holder[(combiner, key_holder)])
     fixed = layout.decode_fixed((private_key.decrypt_int(c) for c in received), count)
@@ -860,7 +864,9 @@ def train_hetero_lr(
     its encrypted gradient E(X^T 4d), masks it, and sends it to the arbiter (round 3); the
     arbiter decrypts the masked gradients and returns them (round 4). The guest never sees
     host features, the host never sees labels or guest features, the arbiter sees only masked
-    gradients. Trust model: semi-honest, no collusion with the arbiter.
+    gradients. As in FATE, each party does learn the plaintext gradient of its own weights
+    (X_party^T d), which is what it needs to update them. Trust model: semi-honest, no
+    collusion with the arbiter.
     """
     config = config or HeteroLRConfig()
     xg, labels, xh = _check_lr_inputs(x_guest, y, x_host, config)
