@@ -18,9 +18,9 @@ Groups:
   ``crypto_scalarmult_ristretto255`` through ctypes. PyNaCl 1.6 neither binds them nor exports
   them from its bundled libsodium, so the system libsodium (>= 1.0.18, Debian ``libsodium23``) is
   loaded; if it is missing, ``GroupUnavailable`` says so.
-* ``x25519``: X25519 through PyNaCl's ``crypto_scalarmult`` (libsodium, always available and about
-  1.5x faster here). Items hash onto the curve (not its twist) by try-and-increment with a
-  Legendre-symbol test, so blinded points reveal nothing about which curve an item hit; clamped
+* ``x25519``: X25519 through ``cryptography`` (OpenSSL; always installed; in CPU time here about
+  1.4x libsodium's ristretto255 and 1.25x libsodium's own X25519). Items hash onto the curve
+  (not its twist) by try-and-increment with a Legendre-symbol test, so blinded points reveal nothing about which curve an item hit; clamped
   scalars are multiples of the cofactor 8, so every blinded point lies in the prime-order
   subgroup, where DDH is assumed hard. Received points are checked to be canonical and on the
   curve.
@@ -154,18 +154,18 @@ _A25519 = 486662
 
 
 class X25519Group:
-    """Curve25519 u-coordinates with X25519 scalar multiplication (libsodium via PyNaCl)."""
+    """Curve25519 u-coordinates with X25519 scalar multiplication (OpenSSL via cryptography)."""
 
     name = "x25519"
 
     def __init__(self) -> None:
-        # PyNaCl's own cffi handle to its bundled libsodium: the public binding allocates and
-        # checks on every call, which costs about 8% of a scalar multiplication here
-        from nacl._sodium import ffi, lib
+        from cryptography.hazmat.primitives.asymmetric.x25519 import (
+            X25519PrivateKey,
+            X25519PublicKey,
+        )
 
-        self._lib = lib
-        self._out = ffi.new("unsigned char[]", POINT_BYTES)
-        self._buffer = ffi.buffer(self._out)
+        self._private = X25519PrivateKey.from_private_bytes
+        self._public = X25519PublicKey.from_public_bytes
         self._p = gmpy2.mpz(_P25519)
 
     def __reduce__(self) -> tuple[Any, tuple[str]]:
@@ -200,16 +200,17 @@ class X25519Group:
             raise PSIError("a point batch must be a whole number of 32-byte points")
         if len(scalar) != 32:
             raise PSIError("an X25519 scalar has 32 bytes")
-        mul, out, buffer = self._lib.crypto_scalarmult, self._out, self._buffer
+        key, public = self._private(scalar), self._public
         parts = []
         for point in _split(points):
             if validate:
                 u = gmpy2.mpz(int.from_bytes(point, "little"))
                 if u >= self._p or not self._on_curve(u):
                     raise PSIError("received a point that is not a canonical Curve25519 point")
-            if mul(out, scalar, point) != 0:  # libsodium refuses an all-zero (small-order) result
-                raise PSIError("received a point of small order")
-            parts.append(buffer[:])
+            try:
+                parts.append(key.exchange(public(point)))
+            except ValueError as exc:  # OpenSSL refuses an all-zero (small-order) result
+                raise PSIError("received a point of small order") from exc
         return b"".join(parts)
 
 
