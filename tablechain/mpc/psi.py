@@ -20,10 +20,10 @@ Groups:
   loaded; if it is missing, ``GroupUnavailable`` says so.
 * ``x25519``: X25519 through ``cryptography`` (OpenSSL; always installed; in CPU time here about
   1.4x libsodium's ristretto255 and 1.25x libsodium's own X25519). Items hash onto the curve
-  (not its twist) by try-and-increment with a Legendre-symbol test, so blinded points reveal nothing about which curve an item hit; clamped
-  scalars are multiples of the cofactor 8, so every blinded point lies in the prime-order
-  subgroup, where DDH is assumed hard. Received points are checked to be canonical and on the
-  curve.
+  (not its twist) by try-and-increment with a Legendre-symbol test, so blinded points reveal
+  nothing about which curve an item hit; clamped scalars are multiples of the cofactor 8, so
+  every blinded point lies in the prime-order subgroup, where DDH is assumed hard. Received
+  points are checked to be canonical and on the curve.
 
 Each party's scalar multiplications can be spread over a process pool (``workers``).
 """
