@@ -7,6 +7,16 @@ fixed-point arithmetic, comparison, Newton iterations, secure statistics and reg
 
 from tablechain.mpc.channel import LocalNetwork, Network, Traffic, payload_size
 from tablechain.mpc.dealer import TRUST_DEALER, Dealer, DealerSharing
+from tablechain.mpc.dp import (
+    PrivacyAccountant,
+    dp_count,
+    dp_mean,
+    dp_sum,
+    gaussian_mechanism,
+    gaussian_sigma,
+    laplace_mechanism,
+    laplace_scale,
+)
 from tablechain.mpc.errors import (
     FixedPointRangeError,
     MPCError,
@@ -15,6 +25,26 @@ from tablechain.mpc.errors import (
     ShapeMismatch,
 )
 from tablechain.mpc.fixedpoint import FixedPoint
+from tablechain.mpc.he_errors import (
+    DPError,
+    GroupUnavailable,
+    HEError,
+    InvalidCiphertext,
+    PlaintextOutOfRange,
+    PrivacyBudgetExhausted,
+    PSIError,
+)
+from tablechain.mpc.paillier import (
+    PaillierPrivateKey,
+    PaillierPublicKey,
+    decrypt_packed,
+    encrypt_packed,
+    generate_keypair,
+    packing_layout,
+    secure_aggregate,
+    train_hetero_lr,
+)
+from tablechain.mpc.psi import psi
 from tablechain.mpc.regression import (
     LinearModel,
     LogisticModel,
@@ -36,6 +66,30 @@ from tablechain.mpc.statistics import (
 )
 
 __all__ = [
+    "DPError",
+    "GroupUnavailable",
+    "HEError",
+    "InvalidCiphertext",
+    "PSIError",
+    "PaillierPrivateKey",
+    "PaillierPublicKey",
+    "PlaintextOutOfRange",
+    "PrivacyAccountant",
+    "PrivacyBudgetExhausted",
+    "decrypt_packed",
+    "dp_count",
+    "dp_mean",
+    "dp_sum",
+    "encrypt_packed",
+    "gaussian_mechanism",
+    "gaussian_sigma",
+    "generate_keypair",
+    "laplace_mechanism",
+    "laplace_scale",
+    "packing_layout",
+    "psi",
+    "secure_aggregate",
+    "train_hetero_lr",
     "TRUST_DEALER",
     "TRUST_REPLICATED",
     "Dealer",

@@ -88,7 +88,15 @@ SODIUM_SONAMES = ("libsodium.so.23", "libsodium.so.26", "libsodium.dylib")
 
 
 def _load_libsodium() -> tuple[ctypes.CDLL, str]:
-    """The system libsodium: known sonames first (dlopen is cheap), then ctypes' search."""
+    """libsodium with its ristretto255 functions: the copy bundled by the ``rbcl`` package
+    (pinned in requirements.txt, so a fresh machine needs nothing else), else the system's
+    (known sonames first, then ctypes' search)."""
+    try:
+        from rbcl._sodium import _sodium as bundled
+
+        return bundled, "rbcl's bundled libsodium"
+    except (ImportError, OSError):
+        pass
     for name in SODIUM_SONAMES:
         try:
             return ctypes.CDLL(name), name

@@ -383,7 +383,7 @@ def test_hetero_lr_rejects_bad_input(keys):
 
 
 @pytest.mark.slow
-@pytest.mark.skipif(not os.environ.get("TABLECHAIN_SLOW"), reason="opt-in: TABLECHAIN_SLOW=1")
+@pytest.mark.slow
 def test_hetero_lr_full_2048(keys2048):
     _, priv = keys2048
     model, plain, auc, sk_auc, _, _, _ = _run_hetero_lr(priv, HeteroLRConfig(epochs=5))

@@ -140,6 +140,9 @@ def test_groups_pickle_by_name():
 
 
 def test_missing_libsodium_gives_a_clear_error(monkeypatch):
+    import sys
+
+    monkeypatch.setitem(sys.modules, "rbcl._sodium", None)  # as if rbcl were not installed
     monkeypatch.setattr(psi_module, "SODIUM_SONAMES", ("libsodium-not-here.so.99",))
     monkeypatch.setattr(ctypes.util, "find_library", lambda name: None)
     with pytest.raises(GroupUnavailable) as info:
