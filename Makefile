@@ -17,6 +17,8 @@ demo: $(STAMP)
 	$(BIN)/python -m tablechain.platform.demo
 
 test: $(STAMP)
+	$(BIN)/ruff check tablechain tests bench
+	$(BIN)/mypy
 	RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0 $(BIN)/python -m pytest -q -p no:cacheprovider; \
 	rc=$$?; if [ $$rc -eq 5 ]; then echo "pytest collected no tests" >&2; exit 1; fi; exit $$rc
 
