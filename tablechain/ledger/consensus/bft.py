@@ -237,7 +237,18 @@ class ConsensusMachine:
             valid_hash=self._valid_hash,
             votes=tuple(self._my_votes.values()),
             proposed=tuple(self._my_proposals.items()),
+            locked_block=self._block_bytes(self._locked_hash),
+            valid_block=(None if self._valid_hash == self._locked_hash
+                         else self._block_bytes(self._valid_hash)),
         )
+
+    def _block_bytes(self, block_hash: bytes | None) -> bytes | None:
+        if block_hash is None:
+            return None
+        known = self._executed.get(block_hash)
+        if known is not None:
+            return known[0]
+        return self._restored_blocks.get(block_hash)
 
     # --- the one entry point ---------------------------------------------------------------
 
@@ -281,6 +292,7 @@ class ConsensusMachine:
         self._signed_proposals: dict[int, Proposal] = {}
         self._equivocation_checked: set[tuple[str, str, int]] = set()
         self._divergence_reported: set[Value] = set()
+        self._restored_blocks: dict[bytes, bytes] = {}
         self._active = False
         self._waiting_for_block = False
 
@@ -296,6 +308,10 @@ class ConsensusMachine:
                 self._my_votes[(vote.kind, vote.round)] = vote
                 self._add_vote(vote)
         self._my_proposals = dict(state.proposed)
+        if state.locked_hash is not None and state.locked_block is not None:
+            self._restored_blocks[state.locked_hash] = state.locked_block
+        if state.valid_hash is not None and state.valid_block is not None:
+            self._restored_blocks[state.valid_hash] = state.valid_block
         self._active = True
         self._restored = True
 
@@ -369,7 +385,7 @@ class ConsensusMachine:
         """Something is happening at this height: run round timeouts from now on."""
         if not self._active:
             self._active = True
-            if self._step == STEP_PROPOSE and self._round not in self._proposals:
+            if self._step == STEP_PROPOSE:
                 self._schedule_timeout(TIMER_PROPOSE)
 
     def _on_rebroadcast(self) -> None:
@@ -384,9 +400,9 @@ class ConsensusMachine:
         proposal = self._signed_proposals.get(self._round)
         if proposal is not None:
             self._emit(Broadcast(proposal))
-        for (_, round_), vote in self._my_votes.items():
-            if round_ >= self._round - 1:
-                self._emit(Broadcast(vote))
+        # All our votes at this height: a proposal's POL round may be any earlier round.
+        for vote in self._my_votes.values():
+            self._emit(Broadcast(vote))
 
     # --- rounds ----------------------------------------------------------------------------
 
@@ -400,7 +416,9 @@ class ConsensusMachine:
             self._active = True
         if self._vs.proposer(self._height, round_) == self._me:
             self._propose()
-        if self._active and self._round not in self._proposals:
+        if self._active:
+            # The proposer too: if its own proposal cannot be prevoted (a POL it lost), it must
+            # still move on.
             self._schedule_timeout(TIMER_PROPOSE)
         if self._waiting_for_block or not self._active:
             self._arm_idle()
@@ -414,9 +432,9 @@ class ConsensusMachine:
             if signed is not None:
                 self._emit(Broadcast(signed))
             return
-        known = self._executed.get(self._valid_hash) if self._valid_hash is not None else None
-        if known is not None and self._valid_hash is not None:
-            block, block_hash, pol_round = known[0], self._valid_hash, self._valid_round
+        valid_block = self._block_bytes(self._valid_hash)
+        if valid_block is not None and self._valid_hash is not None:
+            block, block_hash, pol_round = valid_block, self._valid_hash, self._valid_round
         else:
             proposed = self._app.propose_block(self._height, self._last_commit)
             if proposed is None:
@@ -487,7 +505,12 @@ class ConsensusMachine:
     # --- the rules -------------------------------------------------------------------------
 
     def _progress(self) -> None:
-        while self._try_commit() or self._try_round_rules() or self._try_round_skip():
+        while (
+            self._try_commit()
+            or self._try_round_rules()
+            or self._update_valid_value()
+            or self._try_round_skip()
+        ):
             pass
 
     def _try_commit(self) -> bool:
@@ -571,6 +594,29 @@ class ConsensusMachine:
         ):
             self._schedule_timeout(TIMER_PRECOMMIT)
             return True
+        return False
+
+    def _update_valid_value(self) -> bool:
+        """A polka for a block we hold in any round above validRound (up to the current one)
+        makes it the valid value, so a later proposer re-proposes it. Safety does not depend
+        on validValue; this only helps liveness when messages arrived late or a node lost its
+        memory (Tendermint updates it only in the current round)."""
+        quorum = self._quorum
+        for round_ in sorted(self._tally[PREVOTE], reverse=True):
+            if round_ <= self._valid_round:
+                break
+            if round_ > self._round:
+                continue
+            for value, count in self._tally[PREVOTE][round_].items():
+                if value is None or count < quorum:
+                    continue
+                proposal = self._proposals.get(round_)
+                if proposal is not None and proposal.block_hash == value[0]:
+                    self._verdict(round_)
+                known = self._executed.get(value[0])
+                if known is not None and known[1] == value[1]:
+                    self._valid_round, self._valid_hash = round_, value[0]
+                    return True
         return False
 
     def _prevote(self, value: Value | None) -> None:

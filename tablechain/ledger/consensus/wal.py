@@ -3,11 +3,15 @@
 It holds the current height and round, the lock (Tendermint's lockedRound/lockedValue), the
 valid value, and every vote and proposal the validator signed at this height. A restarted
 validator reloads it and re-sends those signed messages instead of signing new ones, so it
-never equivocates. Blocks themselves are not in it (the application keeps the chain).
+never equivocates. It also keeps the bytes of the locked block (and of the valid block when
+that differs), so a restarted validator can still re-propose the value it is locked on; the
+lock is set once per height, so the block is written about once per height.
 """
 
 from __future__ import annotations
 
+import base64
+import binascii
 from dataclasses import dataclass
 from typing import Any
 
@@ -38,6 +42,21 @@ def _unhex(value: Any) -> bytes | None:
         raise MalformedMessage("signer state: hash is not hex") from None
 
 
+def _b64(value: bytes | None) -> str | None:
+    return None if value is None else base64.b64encode(value).decode("ascii")
+
+
+def _unb64(value: Any) -> bytes | None:
+    if value is None:
+        return None
+    if not isinstance(value, str):
+        raise MalformedMessage("signer state: blocks are base64 strings")
+    try:
+        return base64.b64decode(value, validate=True)
+    except (binascii.Error, ValueError):
+        raise MalformedMessage("signer state: block is not base64") from None
+
+
 @dataclass(frozen=True, slots=True)
 class SignerState:
     height: int
@@ -49,6 +68,8 @@ class SignerState:
     valid_hash: bytes | None
     votes: tuple[Vote, ...]
     proposed: tuple[tuple[int, bytes], ...]
+    locked_block: bytes | None = None
+    valid_block: bytes | None = None
 
     def to_bytes(self) -> bytes:
         """Canonical JSON encoding for the host's durable store."""
@@ -67,6 +88,8 @@ class SignerState:
                     for v in self.votes
                 ],
                 "proposed": [[r, h.hex()] for r, h in self.proposed],
+                "locked_block": _b64(self.locked_block),
+                "valid_block": _b64(self.valid_block),
             }
         )
 
@@ -99,6 +122,8 @@ class SignerState:
                 valid_hash=_unhex(raw["valid_hash"]),
                 votes=tuple(votes),
                 proposed=tuple(proposed),
+                locked_block=_unb64(raw["locked_block"]),
+                valid_block=_unb64(raw["valid_block"]),
             )
         except (KeyError, TypeError, ValueError):
             raise MalformedMessage("signer state record is malformed") from None
