@@ -8,6 +8,7 @@ in it carries the quorum certificate that proves it committed.
 
 from __future__ import annotations
 
+import functools
 import struct
 from dataclasses import dataclass
 from typing import Any
@@ -233,6 +234,21 @@ SignedMessage = Vote | Proposal | Status | BlockRequest
 # --- signing ---------------------------------------------------------------------------------
 
 
+@functools.lru_cache(maxsize=64)
+def _json_string(text: str) -> str:
+    return canonical_json(text).decode("utf-8")
+
+
+def _json_hex(value: bytes | None) -> str:
+    return "null" if value is None else '"' + value.hex() + '"'
+
+
+def _json_int(value: int) -> str:
+    if type(value) is not int:
+        raise MalformedMessage("heights and rounds must be integers")
+    return str(value)
+
+
 def vote_payload(
     chain_id: str,
     kind: str,
@@ -241,33 +257,35 @@ def vote_payload(
     block_hash: bytes | None,
     state_root: bytes | None,
 ) -> bytes:
-    """The bytes a validator signs for a vote (and that a certificate's signatures cover)."""
-    return canonical_json(
-        {
-            "chain": chain_id,
-            "type": kind,
-            "height": height,
-            "round": round_,
-            "block_hash": None if block_hash is None else block_hash.hex(),
-            "state_root": None if state_root is None else state_root.hex(),
-        }
-    )
+    """The bytes a validator signs for a vote (and that a certificate's signatures cover):
+    canonical JSON of {chain, type, height, round, block_hash, state_root}, hashes as hex.
+
+    Built directly in key order because every vote is hashed and verified; it equals
+    ``canonical_json`` of that object (a test checks it).
+    """
+    return (
+        '{"block_hash":' + _json_hex(block_hash)
+        + ',"chain":' + _json_string(chain_id)
+        + ',"height":' + _json_int(height)
+        + ',"round":' + _json_int(round_)
+        + ',"state_root":' + _json_hex(state_root)
+        + ',"type":' + _json_string(kind) + "}"
+    ).encode("utf-8")
 
 
 def proposal_payload(
     chain_id: str, height: int, round_: int, block_hash: bytes, pol_round: int
 ) -> bytes:
-    """The bytes a proposer signs: the block is bound through its hash."""
-    return canonical_json(
-        {
-            "chain": chain_id,
-            "type": "proposal",
-            "height": height,
-            "round": round_,
-            "block_hash": block_hash.hex(),
-            "pol_round": pol_round,
-        }
-    )
+    """The bytes a proposer signs: canonical JSON of {chain, type: "proposal", height, round,
+    block_hash, pol_round}; the block is bound through its hash."""
+    return (
+        '{"block_hash":' + _json_hex(block_hash)
+        + ',"chain":' + _json_string(chain_id)
+        + ',"height":' + _json_int(height)
+        + ',"pol_round":' + _json_int(pol_round)
+        + ',"round":' + _json_int(round_)
+        + ',"type":"proposal"}'
+    ).encode("utf-8")
 
 
 def sign_vote(
