@@ -279,7 +279,10 @@ class ConsensusMachine:
         self._valid_round = -1
         self._valid_hash: bytes | None = None
         self._proposals: dict[int, Proposal] = {}
-        self._votes: dict[str, dict[int, dict[str, Vote]]] = {PREVOTE: {}, PRECOMMIT: {}}
+        # kind -> round -> validator -> value -> vote. A validator normally has one vote per
+        # round; an equivocating one may have more (each value's tally counts it once).
+        self._votes: dict[str, dict[int, dict[str, dict[Value | None, Vote]]]] = {
+            PREVOTE: {}, PRECOMMIT: {}}
         self._tally: dict[str, dict[int, dict[Value | None, int]]] = {PREVOTE: {}, PRECOMMIT: {}}
         self._total: dict[str, dict[int, int]] = {PREVOTE: {}, PRECOMMIT: {}}
         self._verdicts: dict[int, ExecutionResult | None] = {}
@@ -403,6 +406,19 @@ class ConsensusMachine:
         # All our votes at this height: a proposal's POL round may be any earlier round.
         for vote in self._my_votes.values():
             self._emit(Broadcast(vote))
+        self._relay_polka()
+
+    def _relay_polka(self) -> None:
+        """Relay the prevotes that justify our valid value (others' signed votes), so that
+        validators who missed some of them can accept its re-proposal with that POL round."""
+        if self._valid_hash is None:
+            return
+        for vid, votes in self._votes[PREVOTE].get(self._valid_round, {}).items():
+            if vid == self._me:
+                continue
+            for value, vote in votes.items():
+                if value is not None and value[0] == self._valid_hash:
+                    self._emit(Broadcast(vote))
 
     # --- rounds ----------------------------------------------------------------------------
 
@@ -451,6 +467,8 @@ class ConsensusMachine:
         self._proposals[round_] = proposal
         self._emit(Persist(self.signer_state()))
         self._emit(Broadcast(proposal))
+        if pol_round >= 0:
+            self._relay_polka()
 
     def _vote(self, kind: str, value: Value | None) -> None:
         key = (kind, self._round)
@@ -466,12 +484,17 @@ class ConsensusMachine:
         self._emit(Broadcast(vote))
 
     def _add_vote(self, vote: Vote) -> None:
-        kind, round_ = vote.kind, vote.round
-        self._votes[kind].setdefault(round_, {})[vote.validator] = vote
+        kind, round_, value = vote.kind, vote.round, vote.value
+        by_validator = self._votes[kind].setdefault(round_, {})
+        votes = by_validator.get(vote.validator)
+        if votes is None:
+            by_validator[vote.validator] = votes = {}
+            self._total[kind][round_] = self._total[kind].get(round_, 0) + 1
+        if value in votes:
+            return
+        votes[value] = vote
         tally = self._tally[kind].setdefault(round_, {})
-        value = vote.value
         tally[value] = tally.get(value, 0) + 1
-        self._total[kind][round_] = self._total[kind].get(round_, 0) + 1
 
     def _verdict(self, round_: int) -> ExecutionResult | None:
         """Execute the proposal of ``round_`` once (cached); None when invalid."""
@@ -642,8 +665,8 @@ class ConsensusMachine:
         precommits = self._votes[PRECOMMIT][round_]
         signatures = []
         for vid in self._vs.ids:
-            vote = precommits.get(vid)
-            if vote is not None and vote.value == value:
+            vote = precommits.get(vid, {}).get(value)
+            if vote is not None:
                 signatures.append((vid, vote.signature))
         qc = QuorumCertificate(self._height, round_, block_hash, root, tuple(signatures))
         self._app.commit_block(self._height, block, qc)
@@ -746,7 +769,9 @@ class ConsensusMachine:
         existing = self._proposals.get(round_)
         if existing is not None:
             if existing != proposal:
-                self._check_equivocation("proposal", existing, proposal, verified)
+                key = (sender, "proposal", round_)
+                if key not in self._equivocation_checked and (verified or self._verify(proposal)):
+                    self._report_equivocation("proposal", existing, proposal)
             return
         if not verified and not self._verify(proposal):
             return
@@ -758,12 +783,23 @@ class ConsensusMachine:
 
     def _accept_vote(self, vote: Vote, verified: bool) -> None:
         by_sender = self._votes[vote.kind].get(vote.round)
-        if by_sender is not None:
-            existing = by_sender.get(vote.validator)
-            if existing is not None:
-                if existing != vote:
-                    self._check_equivocation(vote.kind, existing, vote, verified)
+        existing = by_sender.get(vote.validator) if by_sender is not None else None
+        if existing is not None:
+            if vote.value in existing:
+                return  # duplicate
+            # Equivocation. Keep a second vote, and beyond that only votes for values that
+            # f+1 others support (they might be needed for a quorum): honest validators that
+            # relay a real vote must not be blocked by fakes the equivocator sent us first.
+            support = self._tally[vote.kind].get(vote.round, {}).get(vote.value, 0)
+            if len(existing) >= 2 and support < self._skip_threshold:
                 return
+            if not verified and not self._verify(vote):
+                return
+            first = next(iter(existing.values()))
+            self._report_equivocation(vote.kind, first, vote)
+            if vote.round <= self._round + self._cfg.future_round_window:
+                self._add_vote(vote)
+            return
         if not verified and not self._verify(vote):
             return
         self._note_round(vote.validator, vote.round)
@@ -772,14 +808,13 @@ class ConsensusMachine:
         self._add_vote(vote)
         self._activate()
 
-    def _check_equivocation(
-        self, kind: str, first: Proposal | Vote, second: Proposal | Vote, verified: bool
+    def _report_equivocation(
+        self, kind: str, first: Proposal | Vote, second: Proposal | Vote
     ) -> None:
+        """Report a (verified) second message once per validator, kind and round."""
         key = (first.validator, kind, first.round)
-        if key in self._equivocation_checked:
-            return
-        self._equivocation_checked.add(key)
-        if verified or self._verify(second):
+        if key not in self._equivocation_checked:
+            self._equivocation_checked.add(key)
             self._emit(EquivocationDetected(first.validator, kind, self._height, first.round,
                                             first, second))
 

@@ -96,6 +96,7 @@ BYZANTINE_BEHAVIOURS = (
     "unknown_votes",  # extra votes for blocks nobody proposed, in current and future rounds
     "forge",  # messages naming other validators with bad signatures, and from non-validators
     "bad_catchup",  # answers block requests with tampered blocks and certificates
+    "fork_attack",  # precommits to one peer only, and proposes fresh twins ignoring locks
 )
 
 
@@ -112,13 +113,17 @@ def replay_command(seed: int) -> str:
 # --- the toy application ---------------------------------------------------------------------
 
 
-def encode_block(height: int, parent: bytes, txs: list[str]) -> bytes:
-    return canonical_json({"height": height, "parent": parent.hex(), "txs": txs})
+def encode_block(height: int, parent: bytes, txs: list[str], proposer: str = "") -> bytes:
+    """A toy block. The proposer's name is in it (as a real header's proposer and timestamp
+    are), so blocks proposed in different rounds differ even with the same transactions."""
+    return canonical_json(
+        {"height": height, "parent": parent.hex(), "proposer": proposer, "txs": txs}
+    )
 
 
 def decode_block(block: bytes) -> tuple[int, bytes, list[str]]:
     data = parse_json(block)
-    if not isinstance(data, dict) or set(data) != {"height", "parent", "txs"}:
+    if not isinstance(data, dict) or set(data) != {"height", "parent", "proposer", "txs"}:
         raise TablechainError("toy block has the wrong fields", "temMALFORMED")
     txs = data["txs"]
     if not isinstance(txs, list) or not all(isinstance(t, str) for t in txs):
@@ -185,7 +190,9 @@ class ToyApp:
         universe: frozenset[str],
         max_block_txs: int,
         wrong_root: bool = False,
+        name: str = "",
     ) -> None:
+        self.name = name
         self.chain = chain
         self.mempool = mempool
         self.universe = universe
@@ -219,7 +226,7 @@ class ToyApp:
         txs = self.pending()[: self.max_block_txs]
         if not txs:
             return None
-        block = encode_block(height, self.chain.last_hash(), txs)
+        block = encode_block(height, self.chain.last_hash(), txs, self.name)
         return ProposedBlock(block, sha256(block))
 
     def check_block(self, height: int, block: bytes) -> list[str] | None:
@@ -503,7 +510,8 @@ class Simulation:
         node.alive = True
         node.incarnation += 1
         node.app = ToyApp(node.chain, node.mempool, self.universe, self.sc.max_block_txs,
-                          wrong_root="wrong_root" in node.behaviours)
+                          wrong_root="wrong_root" in node.behaviours,
+                          name=f"{node.validator_id}/{node.incarnation}")
         node.app.now = self.now
         persisted = SignerState.from_bytes(node.persisted) if node.persisted else None
         node.machine = ConsensusMachine(self.validators, node.key, node.app, self.sc.config,
@@ -607,6 +615,10 @@ class Simulation:
             return []
         out: list[Message] = [message]
         if isinstance(message, Vote):
+            if "fork_attack" in b and message.kind == PRECOMMIT and (
+                dst != (message.height + message.round) % len(self.nodes)
+            ):
+                out = []
             if "equivocate_votes" in b and dst % 2 == 1:
                 value = None if rng.random() < 0.3 else (sha256(rng.randbytes(8)),
                                                          sha256(rng.randbytes(8)))
@@ -620,8 +632,9 @@ class Simulation:
         elif isinstance(message, Proposal):
             alt = self.alternative_block(node, message, dst)
             if alt is not None:
+                pol = -1 if "fork_attack" in b else message.pol_round
                 out = [sign_proposal(node.key, chain_id, node.validator_id, message.height,
-                                     message.round, sha256(alt), alt, message.pol_round)]
+                                     message.round, sha256(alt), alt, pol)]
         elif isinstance(message, BlockResponse) and "bad_catchup" in b and message.blocks:
             tampered = []
             for item in message.blocks:
@@ -657,16 +670,14 @@ class Simulation:
             except (TablechainError, ValueError):
                 return None
             if self.rng.random() < 0.5:
-                return encode_block(height, parent, txs + ["bad-tx"])
-            return encode_block(height, sha256(parent), txs)
-        if "equivocate_proposals" in b and dst % 2 == 0:
+                return encode_block(height, parent, txs + ["bad-tx"], node.validator_id)
+            return encode_block(height, sha256(parent), txs, node.validator_id)
+        if "fork_attack" in b or ("equivocate_proposals" in b and dst % 2 == 0):
             try:
                 height, parent, txs = decode_block(proposal.block)
             except (TablechainError, ValueError):
                 return None
-            if len(txs) > 1:
-                return encode_block(height, parent, list(reversed(txs)))
-            return encode_block(height, parent, txs[:1] + txs[:1])  # a duplicate: invalid
+            return encode_block(height, parent, txs, f"{node.validator_id}/twin")
         return None
 
     # the run -------------------------------------------------------------------------------
