@@ -583,15 +583,18 @@ class Simulation:
     def record_signed(self, node: SimNode, message: Message) -> None:
         """Honest validators never sign two different votes/proposals for one slot."""
         if isinstance(message, Vote):
-            key = (node.validator_id, message.kind, message.height, message.round)
+            key = (message.validator, message.kind, message.height, message.round)
             value: object = message.value
         elif isinstance(message, Proposal):
-            key = (node.validator_id, "proposal", message.height, message.round)
+            key = (message.validator, "proposal", message.height, message.round)
             value = message.block_hash
         else:
             return
+        signer = self.by_id.get(message.validator)
+        if signer is None or not signer.honest:
+            return  # relaying a Byzantine validator's vote is fine
         if key in self.signed and self.signed[key] != value:
-            self.fail(f"honest {node.validator_id} double-signed {key[1]} at {key[2]}/{key[3]}")
+            self.fail(f"honest {key[0]} double-signed {key[1]} at {key[2]}/{key[3]}")
         self.signed.setdefault(key, value)
 
     def on_commit(self, node: SimNode, out: Committed) -> None:
