@@ -6,8 +6,8 @@ liveness after GST. A failing seed prints the command that replays it:
     TABLECHAIN_SIM_SEED=<seed> pytest tests/ledger/test_consensus_sim.py -k replay
 
 (set TABLECHAIN_SIM_VERBOSE=1 as well for the event trace). ``-k soak`` runs
-$TABLECHAIN_SOAK_SEEDS seeds (20 when unset; ``make soak`` sets 10000) split into shards so that
-``pytest -n 2`` runs them in parallel.
+$TABLECHAIN_SOAK_SEEDS seeds (20 when unset; ``make soak`` sets 10000) in shards of about 100 seeds, so
+that ``pytest -n 2`` runs them in parallel; soak seeds start at 100000.
 """
 
 from __future__ import annotations
@@ -30,7 +30,6 @@ from tablechain.ledger.consensus.validators import ValidatorSet
 
 PROPERTY_SEEDS = 250
 PROPERTY_CHUNKS = 5
-SOAK_SHARDS = 16
 SOAK_FIRST_SEED = 100_000
 
 
@@ -60,12 +59,19 @@ def _soak_seeds() -> int:
         count = int(raw)
     except ValueError:
         raise pytest.UsageError(f"TABLECHAIN_SOAK_SEEDS must be an integer, got {raw!r}") from None
+    if count < 1:
+        raise pytest.UsageError("TABLECHAIN_SOAK_SEEDS must be at least 1")
     return count
+
+
+# About 100 seeds per shard (each shard stays well inside the per-test timeout), at most 128.
+SOAK_COUNT = _soak_seeds()
+SOAK_SHARDS = min(128, -(-SOAK_COUNT // 100))
 
 
 @pytest.mark.parametrize("shard", range(SOAK_SHARDS))
 def test_soak(shard: int) -> None:
-    seeds = [SOAK_FIRST_SEED + i for i in range(_soak_seeds()) if i % SOAK_SHARDS == shard]
+    seeds = [SOAK_FIRST_SEED + i for i in range(SOAK_COUNT) if i % SOAK_SHARDS == shard]
     _run_all(seeds)
 
 
