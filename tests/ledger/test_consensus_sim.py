@@ -6,8 +6,8 @@ liveness after GST. A failing seed prints the command that replays it:
     TABLECHAIN_SIM_SEED=<seed> pytest tests/ledger/test_consensus_sim.py -k replay
 
 (set TABLECHAIN_SIM_VERBOSE=1 as well for the event trace). ``-k soak`` runs
-$TABLECHAIN_SOAK_SEEDS seeds (20 when unset; ``make soak`` sets 10000) in shards of about 100 seeds, so
-that ``pytest -n 2`` runs them in parallel; soak seeds start at 100000.
+$TABLECHAIN_SOAK_SEEDS seeds (20 when unset; ``make soak`` sets 10000) in shards of about
+100 seeds, so that ``pytest -n 2`` runs them in parallel; soak seeds start at 100000.
 """
 
 from __future__ import annotations
