@@ -27,7 +27,7 @@ lint: $(STAMP)
 	$(BIN)/mypy
 
 soak: $(STAMP)
-	RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0 TABLECHAIN_SOAK_SEEDS=10000 $(BIN)/python -m pytest -q tests/ledger/test_consensus_sim.py -k soak
+	RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0 TABLECHAIN_SOAK_SEEDS=10000 $(BIN)/python -m pytest -q -n 2 -p no:cacheprovider tests/ledger/test_consensus_sim.py -k soak
 
 clean:
 	rm -rf $(VENV)

@@ -1,0 +1,490 @@
+"""A BFT validator: the ledger as a ``ConsensusApplication``, driven by ``ConsensusMachine``.
+
+``LedgerApplication`` answers the protocol's questions from the ledger and the mempool: it
+proposes a block (cut at ``max_block_txs`` transactions or ``max_block_wait_ms`` after the first
+one waited, never empty), executes competing proposals speculatively (execute-then-vote: the
+vote carries the state root) and commits the decided block with its quorum certificate, in the
+same database commit as its rows.
+
+``ValidatorNode`` is a ``Node`` whose blocks come from consensus among the validators named in
+genesis. One thread runs the state machine (it is not thread-safe) over a queue of events:
+messages from peers, timers, new transactions. A ``Transport`` carries messages and gossips
+transactions, so a transaction submitted to any validator reaches the proposer; the in-process
+``LocalHub`` serves tests, the Ray transport serves clusters (``tablechain.platform``).
+"""
+
+from __future__ import annotations
+
+import heapq
+import logging
+import os
+import queue
+import threading
+import time
+from collections import OrderedDict
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+from typing import Any, Protocol
+
+from tablechain.crypto import PrivateKey, canonical_json, parse_json, public_key_from_bytes
+from tablechain.errors import TablechainError
+from tablechain.ledger.blocks import BlockHeader
+from tablechain.ledger.chain import ChainMismatch, Genesis, PendingBlock
+from tablechain.ledger.consensus import (
+    Broadcast,
+    CommittedBlock,
+    ConsensusConfig,
+    ConsensusMachine,
+    EquivocationDetected,
+    Event,
+    ExecutionResult,
+    Message,
+    MessageReceived,
+    Persist,
+    ProposedBlock,
+    QuorumCertificate,
+    ScheduleTimer,
+    SendTo,
+    SignerState,
+    Start,
+    StateDivergence,
+    Timer,
+    TimerFired,
+    TransactionsAvailable,
+    ValidatorSet,
+)
+from tablechain.ledger.errors import LedgerError
+from tablechain.ledger.execution import AdmissionHook, ExecutorRegistry
+from tablechain.ledger.node import Node, NodeConfig
+from tablechain.ledger.transactions import SignedTransaction, parse_transaction
+
+__all__ = [
+    "LedgerApplication",
+    "ValidatorNode",
+    "Transport",
+    "LocalHub",
+    "validator_set_from_genesis",
+    "encode_block",
+    "decode_block",
+]
+
+log = logging.getLogger(__name__)
+MAX_BLOCK_BYTES = 64 * 1024 * 1024
+
+
+class Transport(Protocol):
+    """How a validator reaches the others."""
+
+    def broadcast(self, sender: str, message: Message) -> None:
+        """Deliver ``message`` to every other validator."""
+        ...
+
+    def send(self, sender: str, receiver: str, message: Message) -> None:
+        """Deliver ``message`` to one validator."""
+        ...
+
+    def gossip(self, sender: str, transactions: Sequence[Mapping[str, Any]]) -> None:
+        """Hand submitted transactions (signed JSON) to every other validator."""
+        ...
+
+
+def validator_set_from_genesis(genesis: Genesis) -> ValidatorSet:
+    """The validators genesis names, in its order: ``{"id", "scheme", "public_key"}`` each."""
+    keys = []
+    for v in genesis.validators:
+        keys.append(
+            (str(v["id"]), public_key_from_bytes(v["scheme"], bytes.fromhex(v["public_key"])))
+        )
+    return ValidatorSet.from_keys(genesis.hash(), keys)
+
+
+def encode_block(header: BlockHeader, txs: Sequence[SignedTransaction]) -> bytes:
+    return canonical_json(
+        {"header": header.to_json(), "transactions": [dict(tx.json) for tx in txs]}, trusted=True
+    )
+
+
+def decode_block(data: bytes) -> tuple[BlockHeader, list[Mapping[str, Any]]]:
+    obj = parse_json(data, max_bytes=MAX_BLOCK_BYTES)
+    if not isinstance(obj, dict) or set(obj) != {"header", "transactions"}:
+        raise ChainMismatch("a block is {header, transactions}")
+    if not isinstance(obj["transactions"], list):
+        raise ChainMismatch("a block's transactions are a list")
+    try:
+        header = BlockHeader.from_json(obj["header"])
+    except (KeyError, TypeError, ValueError):
+        raise ChainMismatch("malformed block header") from None
+    return header, obj["transactions"]
+
+
+class LedgerApplication:
+    """The ledger seen from consensus (see ``ConsensusApplication``)."""
+
+    def __init__(self, node: Node, clock: Callable[[], int]) -> None:
+        self.node = node
+        self.ledger = node.ledger
+        self.clock = clock
+        self._pending: tuple[bytes, PendingBlock] | None = None
+        self._results: OrderedDict[bytes, ExecutionResult | None] = OrderedDict()
+        self._verified: OrderedDict[bytes, None] = OrderedDict()  # tx hashes checked here
+        self._first_wait: float | None = None
+        self.committed_txs: list[SignedTransaction] = []  # of the last commit, for the node
+
+    # --- reading ---------------------------------------------------------------------------
+
+    def committed_height(self) -> int:
+        return self.ledger.height
+
+    def committed_block(self, height: int) -> CommittedBlock | None:
+        if not 1 <= height <= self.ledger.height:
+            return None
+        stored = self.ledger.block(height)
+        cert = stored["certificate"]
+        if not cert or "qc" not in cert:
+            return None
+        header = BlockHeader.from_json(stored["header"])
+        data = canonical_json(
+            {"header": header.to_json(), "transactions": stored["transactions"]}, trusted=True
+        )
+        return CommittedBlock(height, data, QuorumCertificate.from_bytes(bytes.fromhex(cert["qc"])))
+
+    def has_pending_transactions(self) -> bool:
+        return len(self.node.mempool) > 0
+
+    # --- proposing and validating ---------------------------------------------------------
+
+    def _abort_pending(self) -> None:
+        if self._pending is not None:
+            self._pending[1].abort()
+            self._pending = None
+
+    def propose_block(
+        self, height: int, last_commit: QuorumCertificate | None
+    ) -> ProposedBlock | None:
+        if height != self.ledger.height + 1:
+            return None
+        waiting = len(self.node.mempool)
+        if waiting == 0:
+            self._first_wait = None
+            return None
+        now = time.monotonic()
+        if self._first_wait is None:
+            self._first_wait = now
+        if (
+            waiting < self.node.max_block_txs
+            and (now - self._first_wait) * 1000 < self.node.max_block_wait_ms
+        ):
+            return None  # the block-cutting policy waits for more
+        txs = self.node.mempool.take(self.node.max_block_txs)
+        self._abort_pending()
+        pending = self.ledger.execute(txs, self.clock(), self.node.address)
+        block_hash = bytes.fromhex(pending.hash)
+        self._pending = (block_hash, pending)
+        self._first_wait = None
+        for tx in txs:
+            self._remember_verified(tx.hash)
+        result = ExecutionResult(block_hash, bytes.fromhex(pending.header.state_root))
+        self._remember_result(block_hash, result)
+        return ProposedBlock(encode_block(pending.header, txs), block_hash)
+
+    def _remember_verified(self, tx_hash: bytes) -> None:
+        self._verified[tx_hash] = None
+        if len(self._verified) > 200_000:
+            self._verified.popitem(last=False)
+
+    def _remember_result(self, block_hash: bytes, result: ExecutionResult | None) -> None:
+        self._results[block_hash] = result
+        if len(self._results) > 64:
+            self._results.popitem(last=False)
+
+    def _parse_block_txs(self, raw: list[Mapping[str, Any]]) -> list[SignedTransaction]:
+        """Parse a block's transactions, verifying only signatures this node has not seen."""
+        suite, net = self.ledger.suite, self.ledger.genesis.network_id
+        parsed = [parse_transaction(dict(t), suite, net, verify=False) for t in raw]
+        unseen = [
+            i
+            for i, tx in enumerate(parsed)
+            if tx.hash not in self._verified and tx.hash not in self.node.mempool
+        ]
+        if unseen:
+            verdicts = self.node._verifier.verify([raw[i] for i in unseen], suite, net)
+            for verdict in verdicts:
+                if verdict is not None:
+                    raise verdict
+        for tx in parsed:
+            self._remember_verified(tx.hash)
+        return parsed
+
+    def _execute(self, height: int, block: bytes) -> tuple[bytes, PendingBlock] | None:
+        header, raw = decode_block(block)
+        block_hash = bytes.fromhex(header.hash(self.ledger.suite))
+        if self._pending is not None and self._pending[0] == block_hash:
+            return self._pending
+        if header.height != height or height != self.ledger.height + 1:
+            return None
+        if header.parent_hash != self.ledger.head.hash(self.ledger.suite):
+            return None
+        if header.timestamp_ms <= self.ledger.head.timestamp_ms:
+            return None
+        txs = self._parse_block_txs(raw)
+        self._abort_pending()
+        pending = self.ledger.execute(txs, header.timestamp_ms, header.proposer)
+        if pending.header != header:
+            pending.abort()
+            return None
+        self._pending = (block_hash, pending)
+        return self._pending
+
+    def validate_block(self, height: int, block: bytes) -> ExecutionResult | None:
+        try:
+            header, _ = decode_block(block)
+            block_hash = bytes.fromhex(header.hash(self.ledger.suite))
+            if block_hash in self._results and (
+                self._pending is None or self._pending[0] != block_hash
+            ):
+                return self._results[block_hash]
+            executed = self._execute(height, block)
+        except TablechainError as exc:
+            log.info("invalid block at height %s: %s", height, exc)
+            return None
+        result = None
+        if executed is not None:
+            result = ExecutionResult(executed[0], bytes.fromhex(executed[1].header.state_root))
+        self._remember_result(block_hash, result)
+        return result
+
+    def commit_block(self, height: int, block: bytes, qc: QuorumCertificate) -> None:
+        executed = self._execute(height, block)
+        if executed is None:
+            raise ChainMismatch(f"the decided block at height {height} does not execute here")
+        self._pending = None
+        committed = executed[1].commit({"qc": qc.to_bytes().hex()})
+        self._results.clear()
+        self.node.mempool.remove(list(committed.transactions))
+        self.node._notify(committed)
+
+    def close(self) -> None:
+        self._abort_pending()
+
+
+class _SignerStore:
+    """The signer's record (what it voted), written durably before any later output."""
+
+    def __init__(self, path: Path | None) -> None:
+        self.path = path
+
+    def load(self) -> SignerState | None:
+        if self.path is None or not self.path.exists():
+            return None
+        return SignerState.from_bytes(self.path.read_bytes())
+
+    def save(self, state: SignerState) -> None:
+        if self.path is None:
+            return
+        tmp = self.path.with_suffix(".tmp")
+        with open(tmp, "wb") as f:
+            f.write(state.to_bytes())
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, self.path)
+
+
+class ValidatorNode(Node):
+    """A node whose blocks are decided by BFT consensus among genesis' validators."""
+
+    def __init__(
+        self,
+        db_url: str,
+        genesis: Genesis,
+        key: PrivateKey,
+        validator_id: str,
+        transport: Transport,
+        config: NodeConfig | None = None,
+        consensus: ConsensusConfig | None = None,
+        signer_state_path: str | Path | None = None,
+        registry: ExecutorRegistry | None = None,
+        admission: AdmissionHook | None = None,
+        clock: Callable[[], int] | None = None,
+    ) -> None:
+        super().__init__(db_url, genesis, key, config, registry, admission, clock)
+        self.validator_id = validator_id
+        self.validators = validator_set_from_genesis(genesis)
+        if self.validators.get(validator_id) is None:
+            raise LedgerError(f"{validator_id!r} is not a validator of this chain")
+        self.transport = transport
+        self._signer = _SignerStore(None if signer_state_path is None else Path(signer_state_path))
+        self.app = LedgerApplication(self, self._clock)
+        self.machine = ConsensusMachine(
+            self.validators, key, self.app, consensus, self._signer.load()
+        )
+        self._events: queue.Queue[Event | None] = queue.Queue()
+        self._timers: list[tuple[float, int, Timer]] = []
+        self._timer_seq = 0
+        self.halted: str | None = None
+
+    # --- inputs ----------------------------------------------------------------------------
+
+    def deliver(self, message: Message) -> None:
+        """A consensus message from a peer (any thread)."""
+        self._events.put(MessageReceived(message))
+
+    def deliver_transactions(self, transactions: list[Any]) -> None:
+        """Transactions gossiped by a peer: admitted here too (duplicates are skipped)."""
+        fresh = []
+        suite, net = self.ledger.suite, self.genesis.network_id
+        for tx_json in transactions:
+            try:
+                tx = parse_transaction(tx_json, suite, net, verify=False)
+            except TablechainError:
+                continue
+            if tx.hash not in self.mempool and tx.hash not in self.app._verified:
+                fresh.append(tx_json)
+        if fresh:
+            self.submit_many(fresh, gossip=False)
+
+    def submit(self, tx_json: Any, size: int | None = None) -> SignedTransaction:
+        tx = super().submit(tx_json, size)
+        self.transport.gossip(self.validator_id, [dict(tx.json)])
+        self._events.put(TransactionsAvailable())
+        return tx
+
+    def submit_many(self, txs: list[Any], gossip: bool = True) -> list[Any]:
+        results = super().submit_many(txs)
+        admitted = [dict(r.json) for r in results if isinstance(r, SignedTransaction)]
+        if admitted:
+            if gossip:
+                self.transport.gossip(self.validator_id, admitted)
+            self._events.put(TransactionsAvailable())
+        return results
+
+    # --- the consensus loop ----------------------------------------------------------------
+
+    def _perform(self, outputs: list[Any]) -> None:
+        for out in outputs:
+            if isinstance(out, Persist):
+                self._signer.save(out.state)
+            elif isinstance(out, Broadcast):
+                self.transport.broadcast(self.validator_id, out.message)
+            elif isinstance(out, SendTo):
+                self.transport.send(self.validator_id, out.validator, out.message)
+            elif isinstance(out, ScheduleTimer):
+                self._timer_seq += 1
+                due = time.monotonic() + out.delay_ms / 1000
+                heapq.heappush(self._timers, (due, self._timer_seq, out.timer))
+            elif isinstance(out, StateDivergence):
+                self.halted = (
+                    f"state diverged at height {out.height}: the quorum certified "
+                    f"{out.quorum_root.hex()}, this node computed {out.local_root.hex()}"
+                )
+                log.critical("%s; consensus halted on %s", self.halted, self.validator_id)
+            elif isinstance(out, EquivocationDetected):
+                log.warning(
+                    "validator %s equivocated at %s/%s (%s)",
+                    out.validator,
+                    out.height,
+                    out.round,
+                    out.kind,
+                )
+
+    def _run(self) -> None:
+        self._perform(self.machine.step(Start()))
+        while not self._stop.is_set() and self.halted is None:
+            timeout = 0.05
+            if self._timers:
+                timeout = max(0.0, min(timeout, self._timers[0][0] - time.monotonic()))
+            try:
+                event = self._events.get(timeout=timeout)
+            except queue.Empty:
+                event = None
+            try:
+                if event is not None:
+                    self._perform(self.machine.step(event))
+                now = time.monotonic()
+                while self._timers and self._timers[0][0] <= now:
+                    _, _, timer = heapq.heappop(self._timers)
+                    self._perform(self.machine.step(TimerFired(timer)))
+                if event is None and len(self.mempool):
+                    self._perform(self.machine.step(TransactionsAvailable()))
+            except Exception:
+                log.exception("consensus step failed on %s", self.validator_id)
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._events.put(None)
+        if self._thread is not None:
+            self._thread.join(timeout=10)
+            self._thread = None
+        self.app.close()
+        super().stop()
+
+    def produce_block(self) -> None:  # type: ignore[override]
+        raise LedgerError("a validator's blocks come from consensus, not produce_block()")
+
+    def status(self) -> dict[str, Any]:
+        proposer = self.machine.proposer()
+        return {
+            "validator": self.validator_id,
+            "height": self.ledger.height,
+            "consensus_height": self.machine.height,
+            "round": self.machine.round,
+            "step": self.machine.step_name,
+            "proposer": getattr(proposer, "validator_id", proposer),
+            "mempool": len(self.mempool),
+            "halted": self.halted,
+        }
+
+    def server_info(self) -> dict[str, Any]:
+        return {**super().server_info(), "consensus": self.status()}
+
+
+class LocalHub:
+    """In-process transport among ``ValidatorNode``s (tests, single-machine development).
+
+    Delivery happens on a hub thread so that no validator's consensus thread ever runs
+    another's code; ``partition`` drops traffic to and from the named validators.
+    """
+
+    def __init__(self) -> None:
+        self.nodes: dict[str, ValidatorNode] = {}
+        self.cut: set[str] = set()
+        self._queue: queue.Queue[tuple[str, str | None, Any] | None] = queue.Queue()
+        self._thread = threading.Thread(target=self._run, name="local-hub", daemon=True)
+        self._thread.start()
+
+    def attach(self, node: ValidatorNode) -> None:
+        self.nodes[node.validator_id] = node
+
+    def detach(self, validator_id: str) -> None:
+        self.nodes.pop(validator_id, None)
+
+    def broadcast(self, sender: str, message: Message) -> None:
+        self._queue.put((sender, None, message))
+
+    def send(self, sender: str, receiver: str, message: Message) -> None:
+        self._queue.put((sender, receiver, message))
+
+    def gossip(self, sender: str, transactions: Sequence[Mapping[str, Any]]) -> None:
+        self._queue.put((sender, None, list(transactions)))
+
+    def _run(self) -> None:
+        while True:
+            item = self._queue.get()
+            if item is None:
+                return
+            sender, receiver, payload = item
+            if sender in self.cut:
+                continue
+            for vid, node in list(self.nodes.items()):
+                if vid == sender or vid in self.cut or (receiver is not None and vid != receiver):
+                    continue
+                try:
+                    if isinstance(payload, list):
+                        node.deliver_transactions(payload)
+                    else:
+                        node.deliver(payload)
+                except Exception:
+                    log.exception("delivery to %s failed", vid)
+
+    def close(self) -> None:
+        self._queue.put(None)
+        self._thread.join(timeout=5)
