@@ -150,3 +150,27 @@ def test_submit_many_verifies_in_parallel_and_reports_each(node):
     assert all(isinstance(r, TablechainError) and r.code == "terPRE_SEQ" for r in results[11:])
     node.produce_block()
     assert node.ledger.account_sequence(address_to_text(key.address())) == 11
+
+
+def test_hostile_conditions_fail_cleanly(node):
+    key = generate_private_key()
+    owner = address_to_text(key.address())
+    node.submit(create(key))
+    node.produce_block()
+    deep: dict = {"id": 1}
+    for _ in range(40):
+        deep = {"$and": [deep]}
+    too_deep = tx(key, 2, TransactionType="SQLStatement", OpType=9, Owner=owner,
+                  Tables=[{"Table": {"TableName": "t"}}], Raw=[deep])
+    node.submit(too_deep)  # fits the JSON limits; the query language refuses it at execution
+    huge_in = tx(key, 3, TransactionType="SQLStatement", OpType=9, Owner=owner,
+                 Tables=[{"Table": {"TableName": "t"}}], Raw=[{"id": {"$in": list(range(50_000))}}])
+    node.submit(huge_in)
+    block = node.produce_block()
+    codes = [r.result for r in block.receipts]
+    assert codes == ["temQUERY_TOO_COMPLEX", "temQUERY_TOO_COMPLEX"], codes
+    # Thousands deep is refused before anything parses it.
+    nested = "[" * 5000 + "]" * 5000
+    expect_code(node, ('{"TransactionType":"SQLStatement","Raw":' + nested + "}").encode(), "temMALFORMED")
+    node.submit(insert(key, 4, 1))
+    assert node.produce_block().receipts[0].success
