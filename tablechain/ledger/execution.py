@@ -312,6 +312,7 @@ class TableExecutor:
             for key, _ in ctx.state.scan(f"grant/{meta.name_in_db}/"):
                 ctx.state.delete(key)
             ctx.state.delete(table_key(meta.owner, meta.name))
+            ctx.tables.set_pointer(meta, None)
             ctx.tables.drop_physical(meta)
             return {"table": meta.name}
         if op == 3:
@@ -440,7 +441,7 @@ class TableExecutor:
     ) -> dict[str, Any]:
         meta = ctx.tables.lookup(st.owner, st.table.name)
         _, fields = ctx.tables.physical(meta)
-        rule = parse_rule(meta.rule, fields)
+        rule = ctx.tables.rule(meta, fields)
         action = {6: "insert", 8: "update", 9: "delete", 10: "select"}[st.op_type]
         require(ctx.state, meta.owner, meta.name_in_db, meta.name, txenv.signer, action)
         pointer = _next_pointer(ctx, meta.strict_pointer, st.raw)
@@ -457,18 +458,7 @@ class TableExecutor:
             details = self._delete(ctx, meta, fields, rule, st, txenv)
         else:
             details = self._assert(ctx, meta, fields, rule, st, txenv)
-        ctx.tables.save(
-            TableMeta(
-                meta.owner,
-                meta.name,
-                meta.name_in_db,
-                meta.raw_fields,
-                meta.rule,
-                meta.token,
-                pointer,
-                meta.created_height,
-            )
-        )
+        ctx.tables.set_pointer(meta, pointer)
         return details
 
     def _insert(

@@ -11,7 +11,7 @@ from __future__ import annotations
 import datetime as _dt
 import decimal
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import sqlalchemy as sa
@@ -25,6 +25,7 @@ from tablechain.ledger.query import (
     build_select,
     condition_to_sql,
 )
+from tablechain.ledger.rules import OperationRule, parse_rule
 from tablechain.ledger.schema import FieldDef, build_table, coerce_value, parse_fields
 from tablechain.ledger.state import StateOverlay
 from tablechain.ledger.storage import physical_table_name
@@ -44,6 +45,10 @@ class RowConflict(LedgerError):
 
 def table_key(owner: str, name: str) -> str:
     return f"table/{owner}/{name}"
+
+
+def pointer_key(name_in_db: str) -> str:
+    return f"strict/{name_in_db}"
 
 
 @dataclass(frozen=True)
@@ -71,8 +76,15 @@ class TableMeta:
             "created_height": self.created_height,
         }
 
+    def to_state_json(self) -> dict[str, Any]:
+        """The metadata entry; the strict-mode pointer has its own entry (it moves on every
+        statement, the rest rarely)."""
+        out = self.to_json()
+        del out["strict_pointer"]
+        return out
+
     @classmethod
-    def from_json(cls, obj: Mapping[str, Any]) -> TableMeta:
+    def from_json(cls, obj: Mapping[str, Any], strict_pointer: str | None = None) -> TableMeta:
         return cls(
             obj["owner"],
             obj["name"],
@@ -80,7 +92,7 @@ class TableMeta:
             tuple(obj["fields"]),
             obj.get("rule"),
             obj.get("token"),
-            obj["strict_pointer"],
+            obj["strict_pointer"] if strict_pointer is None else strict_pointer,
             int(obj["created_height"]),
         )
 
@@ -137,21 +149,45 @@ class TableEngine:
         self.batching = False
         self._pending: dict[str, tuple[sa.Table, list[dict[str, Any]]]] = {}
         self.hasher = hasher
+        self._metas: dict[int, tuple[Any, TableMeta]] = {}
+        self._rules: dict[str, tuple[Any, tuple[FieldDef, ...], OperationRule | None]] = {}
 
     # --- metadata ----------------------------------------------------------------------------
 
     def lookup(self, owner: str, name: str) -> TableMeta:
-        obj = self.state.get(table_key(owner, name))
-        if obj is None:
+        meta = self.find(owner, name)
+        if meta is None:
             raise TableNotFound(f"table {name!r} of {owner} does not exist")
-        return TableMeta.from_json(obj)
+        return meta
 
     def find(self, owner: str, name: str) -> TableMeta | None:
         obj = self.state.get(table_key(owner, name))
-        return None if obj is None else TableMeta.from_json(obj)
+        if obj is None:
+            return None
+        pointer = self.state.get(pointer_key(obj["name_in_db"]))
+        cached = self._metas.get(id(obj))
+        if cached is not None and cached[0] is obj:  # the same state entry: parse once
+            meta = cached[1]
+            return meta if meta.strict_pointer == pointer else replace(meta, strict_pointer=pointer)
+        meta = TableMeta.from_json(obj, pointer)
+        self._metas[id(obj)] = (obj, meta)
+        return meta
 
     def save(self, meta: TableMeta) -> None:
-        self.state.set(table_key(meta.owner, meta.name), meta.to_json())
+        self.state.set(table_key(meta.owner, meta.name), meta.to_state_json())
+        self.set_pointer(meta, meta.strict_pointer)
+
+    def set_pointer(self, meta: TableMeta, pointer: str | None) -> None:
+        """Move (or, with None, delete) a table's strict-mode pointer."""
+        self.state.set(pointer_key(meta.name_in_db), pointer)
+
+    def rule(self, meta: TableMeta, fields: tuple[FieldDef, ...]) -> OperationRule | None:
+        """The table's parsed rule (parsed once per engine while the rule is unchanged)."""
+        cached = self._rules.get(meta.name_in_db)
+        if cached is None or cached[0] is not meta.rule or cached[1] is not fields:
+            cached = (meta.rule, fields, parse_rule(meta.rule, fields))
+            self._rules[meta.name_in_db] = cached
+        return cached[2]
 
     def physical(self, meta: TableMeta) -> tuple[sa.Table, tuple[FieldDef, ...]]:
         cached = self._tables.get(meta.name_in_db)
@@ -239,6 +275,7 @@ class TableEngine:
             new_rowids=old_digest.next_rowid - 1,
         )
         self.drop_physical(meta)
+        self.set_pointer(meta, None)
         self.save(new_meta)
         return new_meta
 
