@@ -86,7 +86,8 @@ INT64_MIN = -(2**63)
 INT64_MAX = 2**63 - 1
 MAX_DECIMAL_PRECISION = 18
 DECIMAL_DEFAULTS = {"decimal": (10, 0), "float": (18, 6), "double": (18, 9)}
-MAX_VARCHAR_LENGTH = 16383  # MariaDB's VARCHAR limit in utf8mb4 characters
+#: MariaDB's 65,535-byte row limit leaves room for about 16,380 utf8mb4 characters.
+MAX_VARCHAR_LENGTH = 16000
 MAX_CHAR_LENGTH = 255
 MAX_TEXT_LENGTH = 65535  # characters
 MAX_BLOB_LENGTH = 65535  # bytes
