@@ -570,25 +570,33 @@ LIKE_PATTERNS = st.one_of(
 )
 
 
-@st.composite
-def leaf_strategy(draw: st.DrawFn) -> dict[str, Any]:
-    name = draw(st.sampled_from(["i", "j", "s", "t", "d"]))
-    values = INTS if name in "ij" else DEC_OPERANDS if name == "d" else STRS
-    kinds = ["bare", "cmp", "in", "is"] + (["like", "regex"] if name in "st" else [])
-    kind = draw(st.sampled_from(kinds))
-    if kind == "bare":
-        return {name: draw(values)}
-    if kind == "cmp":
-        ops = draw(st.lists(st.sampled_from(CMP_OPS), min_size=1, max_size=2, unique=True))
-        return {name: {op: draw(values) for op in ops}}
-    if kind == "in":
-        return {name: {draw(st.sampled_from(["$in", "$nin"])):
-                       draw(st.lists(values, min_size=1, max_size=4))}}
-    if kind == "is":
-        return {name: {draw(st.sampled_from(["$is", "$isnot"])): None}}
-    if kind == "like":
-        return {name: {"$like": draw(LIKE_PATTERNS)}}
-    return {name: {"$regex": draw(regex_strategy())}}
+def leaf_strategy(rows: list[dict[str, Any]]) -> st.SearchStrategy[dict[str, Any]]:
+    """Single-field conditions whose operands are often values present in ``rows``."""
+
+    @st.composite
+    def leaf(draw: st.DrawFn) -> dict[str, Any]:
+        name = draw(st.sampled_from(["i", "j", "s", "t", "d"]))
+        base = INTS if name in "ij" else DEC_OPERANDS if name == "d" else STRS
+        present = sorted({r[name] for r in rows if r[name] is not None}, key=repr)
+        values = st.one_of(st.sampled_from(present), base) if present else base
+        kinds = ["bare", "cmp", "cmp", "in", "is"] + (
+            ["like", "like", "regex", "regex"] if name in "st" else [])
+        kind = draw(st.sampled_from(kinds))
+        if kind == "bare":
+            return {name: draw(values)}
+        if kind == "cmp":
+            ops = draw(st.lists(st.sampled_from(CMP_OPS), min_size=1, max_size=2, unique=True))
+            return {name: {op: draw(values) for op in ops}}
+        if kind == "in":
+            return {name: {draw(st.sampled_from(["$in", "$nin"])):
+                           draw(st.lists(values, min_size=1, max_size=4))}}
+        if kind == "is":
+            return {name: {draw(st.sampled_from(["$is", "$isnot"])): None}}
+        if kind == "like":
+            return {name: {"$like": draw(LIKE_PATTERNS)}}
+        return {name: {"$regex": draw(regex_strategy())}}
+
+    return leaf()
 
 
 def _merge(parts: list[dict[str, Any]]) -> dict[str, Any]:
@@ -602,15 +610,17 @@ def _merge(parts: list[dict[str, Any]]) -> dict[str, Any]:
     return out
 
 
-CONDITIONS = st.recursive(
-    leaf_strategy(),
-    lambda inner: st.one_of(
-        st.lists(inner, min_size=1, max_size=3).map(_merge),
-        st.lists(inner, min_size=1, max_size=3).map(lambda xs: {"$or": xs}),
-        st.lists(inner, min_size=1, max_size=3).map(lambda xs: {"$and": xs}),
-    ),
-    max_leaves=6,
-)
+def conditions_for(rows: list[dict[str, Any]]) -> st.SearchStrategy[Any]:
+    """Leaves, objects of several keys, $and / $or, nested a few levels."""
+    return st.recursive(
+        leaf_strategy(rows),
+        lambda inner: st.one_of(
+            st.lists(inner, min_size=1, max_size=3).map(_merge),
+            st.lists(inner, min_size=1, max_size=3).map(lambda xs: {"$or": xs}),
+            st.lists(inner, min_size=1, max_size=3).map(lambda xs: {"$and": xs}),
+        ),
+        max_leaves=6,
+    )
 
 
 # --- the reference evaluator: written from the documented semantics, sharing no code ---------
@@ -709,25 +719,23 @@ def ref_read(rows: list[dict[str, Any]], conds: list[Any], order: list[tuple[str
     return [n for n, _ in hits][index : index + total]
 
 
-@settings(max_examples=80, deadline=None,
+@settings(max_examples=60, deadline=None,
           suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
-@given(
-    rows=rows_strategy(),
-    queries=st.lists(
+@given(rows=rows_strategy(), data=st.data())
+def test_sql_matches_reference_evaluator(prop_table: tuple[sa.Engine, sa.Table],
+                                         rows: list[dict[str, Any]], data: st.DataObject) -> None:
+    engine, table = prop_table
+    queries = data.draw(st.lists(
         st.tuples(
-            st.lists(CONDITIONS, max_size=2),
+            st.lists(conditions_for(rows), min_size=1, max_size=2),
             st.lists(st.tuples(st.sampled_from(["i", "j", "s", "t", "d"]),
                                st.sampled_from([1, -1])), max_size=2, unique_by=lambda o: o[0]),
             st.integers(0, 3),
-            st.integers(1, 6),
+            st.integers(1, 8),
         ),
-        min_size=1,
-        max_size=4,
-    ),
-)
-def test_sql_matches_reference_evaluator(prop_table: tuple[sa.Engine, sa.Table],
-                                         rows: list[dict[str, Any]], queries: list[Any]) -> None:
-    engine, table = prop_table
+        min_size=6,
+        max_size=10,
+    ))
     with engine.connect() as conn:  # rolled back at the end: nothing to clean, no fsync
         conn.execute(table.delete())
         if rows:
