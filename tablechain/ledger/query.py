@@ -299,7 +299,7 @@ class _Parser:
         if isinstance(value, list | tuple):
             raise BadCondition(f"field {fdef.name!r}: a list is not a value (use $in)")
         if value is None:
-            raise BadCondition(f"field {fdef.name!r}: use {{\"$is\": null}} to test for NULL")
+            raise BadCondition(f'field {fdef.name!r}: use {{"$is": null}} to test for NULL')
         return [self.operator(fdef, "$eq", value)]
 
     def operator(self, fdef: FieldDef, op: object, operand: object) -> Condition:
@@ -339,8 +339,7 @@ class _Parser:
             raise TypeMismatch(f"field {fdef.name!r}: {op} needs a string pattern")
         if len(operand) > MAX_PATTERN_LENGTH:
             raise QueryTooComplex(
-                f"field {fdef.name!r}: {op} patterns are limited to {MAX_PATTERN_LENGTH} "
-                "characters"
+                f"field {fdef.name!r}: {op} patterns are limited to {MAX_PATTERN_LENGTH} characters"
             )
         if _BAD_CHARS.search(operand) is not None:
             raise BadCondition(f"field {fdef.name!r}: pattern contains NUL or a lone surrogate")
@@ -867,9 +866,7 @@ class _RegexParser:
         if self.i < len(self.p) and self.p[self.i] in "*+?{":
             raise self.error("a quantifier cannot follow a quantifier (no lazy or nested forms)")
         if not _fixed_sequence(atom):
-            raise self.error(
-                "only a character, '.', a class or a group of those may be quantified"
-            )
+            raise self.error("only a character, '.', a class or a group of those may be quantified")
         return ("rep", atom, low, high)
 
 

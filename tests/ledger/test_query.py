@@ -52,26 +52,72 @@ RULE_FIELDS = parse_fields(
 )
 
 PEOPLE = [
-    {"id": 1, "age": 20, "name": "bob", "account": "zA", "txid": "t1", "price": "1.50",
-     "note": "x"},
-    {"id": 2, "age": 35, "name": "Bob", "account": "zA", "txid": "t2", "price": "-2.00",
-     "note": "line\nbreak"},
-    {"id": 3, "age": 28, "name": "alice", "account": "zB", "txid": "t3", "price": "10.25",
-     "note": None},
-    {"id": 4, "age": None, "name": "a%b", "account": "zB", "txid": "t4", "price": None,
-     "note": "100%"},
-    {"id": 5, "age": 41, "name": "a_b", "account": "zC", "txid": "t5", "price": "0.00",
-     "note": "naïve 😀"},
-    {"id": 6, "age": 17, "name": "a\\b", "account": "zC", "txid": "t6", "price": "99.99",
-     "note": "tab\there"},
-    {"id": 7, "age": 28, "name": "a ", "account": "zD", "txid": "t7", "price": "0.01",
-     "note": ""},
-    {"id": 8, "age": 30, "name": "a", "account": "zD", "txid": "t8", "price": "1.5",
-     "note": "A"},
-    {"id": 9, "age": 50, "name": None, "account": "zE", "txid": "t9", "price": "3",
-     "note": "ab\n"},
-    {"id": 10, "age": 9, "name": "😀", "account": "zE", "txid": "t10", "price": "-0.5",
-     "note": "\uff5e"},
+    {
+        "id": 1,
+        "age": 20,
+        "name": "bob",
+        "account": "zA",
+        "txid": "t1",
+        "price": "1.50",
+        "note": "x",
+    },
+    {
+        "id": 2,
+        "age": 35,
+        "name": "Bob",
+        "account": "zA",
+        "txid": "t2",
+        "price": "-2.00",
+        "note": "line\nbreak",
+    },
+    {
+        "id": 3,
+        "age": 28,
+        "name": "alice",
+        "account": "zB",
+        "txid": "t3",
+        "price": "10.25",
+        "note": None,
+    },
+    {
+        "id": 4,
+        "age": None,
+        "name": "a%b",
+        "account": "zB",
+        "txid": "t4",
+        "price": None,
+        "note": "100%",
+    },
+    {
+        "id": 5,
+        "age": 41,
+        "name": "a_b",
+        "account": "zC",
+        "txid": "t5",
+        "price": "0.00",
+        "note": "naïve 😀",
+    },
+    {
+        "id": 6,
+        "age": 17,
+        "name": "a\\b",
+        "account": "zC",
+        "txid": "t6",
+        "price": "99.99",
+        "note": "tab\there",
+    },
+    {"id": 7, "age": 28, "name": "a ", "account": "zD", "txid": "t7", "price": "0.01", "note": ""},
+    {"id": 8, "age": 30, "name": "a", "account": "zD", "txid": "t8", "price": "1.5", "note": "A"},
+    {"id": 9, "age": 50, "name": None, "account": "zE", "txid": "t9", "price": "3", "note": "ab\n"},
+    {
+        "id": 10,
+        "age": 9,
+        "name": "😀",
+        "account": "zE",
+        "txid": "t10",
+        "price": "-0.5",
+        "note": "\uff5e",
+    },
 ]
 
 
@@ -201,8 +247,12 @@ def test_every_operator_on_every_backend(people: tuple[sa.Engine, sa.Table]) -> 
 def test_reads_fields_limit_order(people: tuple[sa.Engine, sa.Table]) -> None:
     engine, table = people
     # the reference's read shape
-    raw = [["name", "age"], {"age": {"$ge": 20}}, {"$limit": {"index": 1, "total": 3}},
-           {"$order": [{"age": 1}, {"id": -1}]}]
+    raw = [
+        ["name", "age"],
+        {"age": {"$ge": 20}},
+        {"$limit": {"index": 1, "total": 3}},
+        {"$order": [{"age": 1}, {"id": -1}]},
+    ]
     read = parse_read(raw, RULE_FIELDS)
     with engine.connect() as conn:
         rows = [tuple(r) for r in conn.execute(build_select(table, read))]
@@ -210,19 +260,47 @@ def test_reads_fields_limit_order(people: tuple[sa.Engine, sa.Table]) -> None:
         # empty field list: every user field in definition order, never _tc_rowid
         result = conn.execute(build_select(table, parse_read([[], {"id": 3}], RULE_FIELDS)))
         assert list(result.keys()) == [f.name for f in RULE_FIELDS]
-        assert [tuple(r) for r in result] == [
-            (3, 28, "alice", "zB", "t3", "10.25", None)
-        ]
+        assert [tuple(r) for r in result] == [(3, 28, "alice", "zB", "t3", "10.25", None)]
         # NULL lowest: first ascending, last descending, identically on every backend
         up = parse_read([["id"], {"$order": [{"age": 1}]}], RULE_FIELDS)
         assert [r.id for r in conn.execute(build_select(table, up))] == [
-            4, 10, 6, 1, 3, 7, 8, 2, 5, 9]
+            4,
+            10,
+            6,
+            1,
+            3,
+            7,
+            8,
+            2,
+            5,
+            9,
+        ]
         down = parse_read([["id"], {"$order": [{"price": -1}]}], RULE_FIELDS)
         assert [r.id for r in conn.execute(build_select(table, down))] == [
-            6, 3, 9, 1, 8, 7, 5, 10, 2, 4]
+            6,
+            3,
+            9,
+            1,
+            8,
+            7,
+            5,
+            10,
+            2,
+            4,
+        ]
         by_name = parse_read([["id"], {"$order": [{"name": 1}]}], RULE_FIELDS)
         assert [r.id for r in conn.execute(build_select(table, by_name))] == [
-            9, 2, 8, 7, 4, 6, 5, 3, 1, 10]
+            9,
+            2,
+            8,
+            7,
+            4,
+            6,
+            5,
+            3,
+            1,
+            10,
+        ]
     # a Get rule ANDed into the user's condition
     get_rule = parse_condition({"id": {"$ge": 3}}, RULE_FIELDS)
     assert _ids(engine, table, [["id"], {"age": {"$le": 28}}], get_rule) == [3, 6, 7, 10]
@@ -238,7 +316,8 @@ def test_default_and_maximum_limits(db_url: str) -> None:
         assert default == list(range(DEFAULT_LIMIT))
         most = parse_read([[], {"$limit": {"index": 3, "total": MAX_LIMIT}}], fields)
         assert conn.execute(build_select(table, most)).scalars().all() == list(
-            range(3, MAX_LIMIT + 3))
+            range(3, MAX_LIMIT + 3)
+        )
     engine.dispose()
     with pytest.raises(BadCondition):
         parse_read([[], {"$limit": {"index": 0, "total": MAX_LIMIT + 1}}], fields)
@@ -264,8 +343,16 @@ def test_long_strings_order_by_whole_value(db_url: str) -> None:
 
 def test_injection_attempts_are_refused_or_bound(people: tuple[sa.Engine, sa.Table]) -> None:
     engine, table = people
-    evil_names = ["id; DROP TABLE x; --", "id OR 1=1", "`id`", '"id"', "id)", "_tc_rowid",
-                  "ID", "id\x00"]
+    evil_names = [
+        "id; DROP TABLE x; --",
+        "id OR 1=1",
+        "`id`",
+        '"id"',
+        "id)",
+        "_tc_rowid",
+        "ID",
+        "id\x00",
+    ]
     for evil in evil_names:
         with pytest.raises(BadCondition):
             parse_condition({evil: 1}, RULE_FIELDS)
@@ -296,8 +383,7 @@ def test_variables_for_row_rules(people: tuple[sa.Engine, sa.Table]) -> None:
     engine, table = people
     env = {"$account": "zB", "$tx_hash": "t3"}
     cond = parse_condition({"account": "$account", "txid": "$tx_hash"}, RULE_FIELDS, env)
-    assert cond == And((Compare(RULE_FIELDS[3], "$eq", "zB"), Compare(RULE_FIELDS[4], "$eq",
-                                                                        "t3")))
+    assert cond == And((Compare(RULE_FIELDS[3], "$eq", "zB"), Compare(RULE_FIELDS[4], "$eq", "t3")))
     with engine.connect() as conn:
         select = sa.select(table.c.id).where(condition_to_sql(cond, table))
         assert conn.execute(select).scalars().all() == [3]
@@ -314,9 +400,11 @@ def test_variables_for_row_rules(people: tuple[sa.Engine, sa.Table]) -> None:
         parse_condition({"age": "$account"}, RULE_FIELDS, env)
     # $$name is the literal "$name"; other strings with $ are plain text
     assert parse_condition({"name": "$$account"}, RULE_FIELDS) == Compare(
-        RULE_FIELDS[2], "$eq", "$account")
+        RULE_FIELDS[2], "$eq", "$account"
+    )
     assert parse_condition({"name": "$5 off"}, RULE_FIELDS) == Compare(
-        RULE_FIELDS[2], "$eq", "$5 off")
+        RULE_FIELDS[2], "$eq", "$5 off"
+    )
 
 
 def _nested(depth: int, key: str = "$and") -> dict[str, Any]:
@@ -455,13 +543,21 @@ def test_bad_reads(raw: Any) -> None:
 
 
 def test_parse_results_are_frozen_values() -> None:
-    read = parse_read([["name"], {"id": {"$gt": 2}, "age": {"$is": None}}, {"name": "a"},
-                       {"$order": [{"id": -1}]}], RULE_FIELDS)
+    read = parse_read(
+        [
+            ["name"],
+            {"id": {"$gt": 2}, "age": {"$is": None}},
+            {"name": "a"},
+            {"$order": [{"id": -1}]},
+        ],
+        RULE_FIELDS,
+    )
     by = {f.name: f for f in RULE_FIELDS}
     assert read == ReadQuery(
         fields=("name",),
-        condition=Or((And((Compare(by["id"], "$gt", 2), IsNull(by["age"]))),
-                      Compare(by["name"], "$eq", "a"))),
+        condition=Or(
+            (And((Compare(by["id"], "$gt", 2), IsNull(by["age"]))), Compare(by["name"], "$eq", "a"))
+        ),
         limit_index=0,
         limit_total=DEFAULT_LIMIT,
         order=(("id", -1),),
@@ -523,30 +619,69 @@ CMP_OPS = ["$eq", "$ne", "$lt", "$le", "$gt", "$ge"]
 def rows_strategy(draw: st.DrawFn) -> list[dict[str, Any]]:
     """Random rows; column t always holds every NEAR value once (plus NULLs and extras), so
     that comparisons on it must tell near-equal strings apart."""
-    t_values: list[str | None] = [*NEAR, *draw(st.lists(st.none() | st.sampled_from(NEAR),
-                                                          max_size=4))]
+    t_values: list[str | None] = [
+        *NEAR,
+        *draw(st.lists(st.none() | st.sampled_from(NEAR), max_size=4)),
+    ]
     t_values = draw(st.permutations(t_values))
     rows = []
     for t in t_values:
-        rows.append({
-            "i": draw(st.none() | INTS),
-            "j": draw(st.none() | INTS),
-            "s": draw(st.none() | STRS),
-            "t": t,
-            "d": draw(st.none() | DECS),
-        })
+        rows.append(
+            {
+                "i": draw(st.none() | INTS),
+                "j": draw(st.none() | INTS),
+                "s": draw(st.none() | STRS),
+                "t": t,
+                "d": draw(st.none() | DECS),
+            }
+        )
     return rows
 
 
 # regex patterns of the subset, built from pieces
-RX_CHARS = st.sampled_from(list("aAb é😀") + ["\\.", "\\*", "\\\\", "\\[", "\\$", "\\n", "%",
-                                               "_", "\\?", "-", "~"])
-RX_CLASSES = st.sampled_from(["[ab]", "[^a]", "[a-z]", "[A\\-]", "[\\d\\s]", "[é-😀]", "[^ ]",
-                              "[\\]\\\\]", "\\d", "\\s", "\\w", "\\D", "\\W", "\\S", "."])
+RX_CHARS = st.sampled_from(
+    list("aAb é😀") + ["\\.", "\\*", "\\\\", "\\[", "\\$", "\\n", "%", "_", "\\?", "-", "~"]
+)
+RX_CLASSES = st.sampled_from(
+    [
+        "[ab]",
+        "[^a]",
+        "[a-z]",
+        "[A\\-]",
+        "[\\d\\s]",
+        "[é-😀]",
+        "[^ ]",
+        "[\\]\\\\]",
+        "\\d",
+        "\\s",
+        "\\w",
+        "\\D",
+        "\\W",
+        "\\S",
+        ".",
+    ]
+)
 # the cases where engines disagree unless rendered carefully: $ before a final newline, '.'
 # and newline, case, whitespace classes, characters outside the BMP
-RX_SPECIAL = ["a$", "b$", "^a$", "\\n$", "A", "^a\\s", "a.", "^.$", "a.$", "^..$",
-              "\\s$", "^\\S+$", "^\\w$", "😀", "^.$", "[^a]$", "a\\n"]
+RX_SPECIAL = [
+    "a$",
+    "b$",
+    "^a$",
+    "\\n$",
+    "A",
+    "^a\\s",
+    "a.",
+    "^.$",
+    "a.$",
+    "^..$",
+    "\\s$",
+    "^\\S+$",
+    "^\\w$",
+    "😀",
+    "^.$",
+    "[^a]$",
+    "a\\n",
+]
 RX_QUANT = st.sampled_from(["", "", "*", "+", "?", "{1,2}", "{2}", "{0,}"])
 
 
@@ -559,8 +694,7 @@ def regex_strategy(draw: st.DrawFn) -> str:
         if kind == 1:
             return draw(RX_CLASSES) + draw(RX_QUANT)
         if kind == 2:
-            inner = "".join(draw(st.lists(st.one_of(RX_CHARS, RX_CLASSES), min_size=1,
-                                          max_size=2)))
+            inner = "".join(draw(st.lists(st.one_of(RX_CHARS, RX_CLASSES), min_size=1, max_size=2)))
             return "(" + inner + ")" + draw(RX_QUANT)
         left = "".join(draw(st.lists(RX_CHARS, min_size=1, max_size=2)))
         right = "".join(draw(st.lists(RX_CLASSES, min_size=1, max_size=2)))
@@ -574,8 +708,9 @@ def regex_strategy(draw: st.DrawFn) -> str:
 
 LIKE_PATTERNS = st.one_of(
     st.sampled_from(["a", "A", "a%", "A%", "%a", "a_", "_", "a ", "%\n", "\\%", "\\_"]),
-    st.lists(st.sampled_from(list("aAb é😀*?[\n") + ["%", "_", "\\%", "\\_", "\\\\"]),
-             max_size=5).map("".join),
+    st.lists(
+        st.sampled_from(list("aAb é😀*?[\n") + ["%", "_", "\\%", "\\_", "\\\\"]), max_size=5
+    ).map("".join),
 )
 
 
@@ -589,7 +724,8 @@ def leaf_strategy(rows: list[dict[str, Any]]) -> st.SearchStrategy[dict[str, Any
         present = sorted({r[name] for r in rows if r[name] is not None}, key=repr)
         values = st.one_of(st.sampled_from(present), base) if present else base
         kinds = ["bare", "cmp", "cmp", "in", "is"] + (
-            ["like", "like", "regex", "regex"] if name in "st" else [])
+            ["like", "like", "regex", "regex"] if name in "st" else []
+        )
         kind = draw(st.sampled_from(kinds))
         if kind == "bare":
             return {name: draw(values)}
@@ -597,8 +733,13 @@ def leaf_strategy(rows: list[dict[str, Any]]) -> st.SearchStrategy[dict[str, Any
             ops = draw(st.lists(st.sampled_from(CMP_OPS), min_size=1, max_size=2, unique=True))
             return {name: {op: draw(values) for op in ops}}
         if kind == "in":
-            return {name: {draw(st.sampled_from(["$in", "$nin"])):
-                           draw(st.lists(values, min_size=1, max_size=4))}}
+            return {
+                name: {
+                    draw(st.sampled_from(["$in", "$nin"])): draw(
+                        st.lists(values, min_size=1, max_size=4)
+                    )
+                }
+            }
         if kind == "is":
             return {name: {draw(st.sampled_from(["$is", "$isnot"])): None}}
         if kind == "like":
@@ -699,8 +840,9 @@ def _ref_op(name: str, op: str, arg: Any, value: Any) -> bool:
     if op == "$regex":
         return _ref_regex(arg, value)
     a = _ref_value(name, arg)
-    return {"$eq": v == a, "$ne": v != a, "$lt": v < a, "$le": v <= a, "$gt": v > a,
-            "$ge": v >= a}[op]
+    return {"$eq": v == a, "$ne": v != a, "$lt": v < a, "$le": v <= a, "$gt": v > a, "$ge": v >= a}[
+        op
+    ]
 
 
 def ref_eval(cond: Any, row: dict[str, Any]) -> bool:
@@ -719,31 +861,49 @@ def ref_eval(cond: Any, row: dict[str, Any]) -> bool:
     return result
 
 
-def ref_read(rows: list[dict[str, Any]], conds: list[Any], order: list[tuple[str, int]],
-             index: int, total: int) -> list[int]:
+def ref_read(
+    rows: list[dict[str, Any]],
+    conds: list[Any],
+    order: list[tuple[str, int]],
+    index: int,
+    total: int,
+) -> list[int]:
     hits = [(n, r) for n, r in enumerate(rows, 1) if ref_eval(conds, r)]
     for name, direction in reversed(order):  # stable sorts, last key first; NULL lowest
-        hits.sort(key=lambda h, name=name: (0, 0) if h[1][name] is None
-                  else (1, _ref_value(name, h[1][name])), reverse=direction == -1)
+        hits.sort(
+            key=lambda h, name=name: (
+                (0, 0) if h[1][name] is None else (1, _ref_value(name, h[1][name]))
+            ),
+            reverse=direction == -1,
+        )
     return [n for n, _ in hits][index : index + total]
 
 
-@settings(max_examples=60, deadline=None,
-          suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
+@settings(
+    max_examples=60,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
 @given(rows=rows_strategy(), data=st.data())
-def test_sql_matches_reference_evaluator(prop_table: tuple[sa.Engine, sa.Table],
-                                         rows: list[dict[str, Any]], data: st.DataObject) -> None:
+def test_sql_matches_reference_evaluator(
+    prop_table: tuple[sa.Engine, sa.Table], rows: list[dict[str, Any]], data: st.DataObject
+) -> None:
     engine, table = prop_table
-    queries = data.draw(st.lists(
-        st.tuples(
-            st.lists(conditions_for(rows), min_size=1, max_size=2),
-            st.lists(st.tuples(st.sampled_from(["i", "j", "s", "t", "d"]),
-                               st.sampled_from([1, -1])), max_size=2, unique_by=lambda o: o[0]),
-            st.sampled_from([None, None, None, (0, 1), (1, 3), (2, 8)]),
-        ),
-        min_size=5,
-        max_size=8,
-    ))
+    queries = data.draw(
+        st.lists(
+            st.tuples(
+                st.lists(conditions_for(rows), min_size=1, max_size=2),
+                st.lists(
+                    st.tuples(st.sampled_from(["i", "j", "s", "t", "d"]), st.sampled_from([1, -1])),
+                    max_size=2,
+                    unique_by=lambda o: o[0],
+                ),
+                st.sampled_from([None, None, None, (0, 1), (1, 3), (2, 8)]),
+            ),
+            min_size=5,
+            max_size=8,
+        )
+    )
     with engine.connect() as conn:  # rolled back at the end: nothing to clean, no fsync
         conn.execute(table.delete())
         if rows:
@@ -781,8 +941,13 @@ def near_leaf(draw: st.DrawFn) -> dict[str, Any]:
     if kind == "cmp":
         return {"t": {draw(st.sampled_from(CMP_OPS)): draw(operand)}}
     if kind == "in":
-        return {"t": {draw(st.sampled_from(["$in", "$nin"])):
-                      draw(st.lists(operand, min_size=1, max_size=3))}}
+        return {
+            "t": {
+                draw(st.sampled_from(["$in", "$nin"])): draw(
+                    st.lists(operand, min_size=1, max_size=3)
+                )
+            }
+        }
     if kind == "like":
         return {"t": {"$like": draw(LIKE_PATTERNS)}}
     if draw(st.booleans()):
@@ -790,11 +955,15 @@ def near_leaf(draw: st.DrawFn) -> dict[str, Any]:
     return {"t": {"$regex": draw(regex_strategy())}}
 
 
-@settings(max_examples=100, deadline=None,
-          suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
+@settings(
+    max_examples=100,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
 @given(leaves=st.lists(near_leaf(), min_size=8, max_size=8))
-def test_near_equal_strings_match_reference(prop_table: tuple[sa.Engine, sa.Table],
-                                            leaves: list[dict[str, Any]]) -> None:
+def test_near_equal_strings_match_reference(
+    prop_table: tuple[sa.Engine, sa.Table], leaves: list[dict[str, Any]]
+) -> None:
     """Every backend tells 'a', 'A', 'a ', 'a\\n', '', emoji and U+FF5E apart exactly as the
     reference does, under every string operator."""
     engine, table = prop_table
