@@ -604,7 +604,7 @@ PROP_FIELDS = parse_fields(
         {"field": "d", "type": "decimal", "length": 6, "accuracy": 2},
     ]
 )
-ALPHABET = "aAb é😀%_\\\n\uff5e*?["
+ALPHABET = "aAb é😀%_\\\n\uff5e*?[!.^${}|"
 # near-equal strings that backends are apt to confuse: case, trailing space, newline, UTF-16
 SPECIAL = ["a", "A", "a ", "", "b", "B", "ab", "a\n", "b\n", "😀", "\uff5e", "é", "%", "_", "a_"]
 NEAR = ["a", "A", "a ", "a\n", "", "b", "😀", "\uff5e"]  # few values: collisions are common
@@ -640,12 +640,17 @@ def rows_strategy(draw: st.DrawFn) -> list[dict[str, Any]]:
 
 # regex patterns of the subset, built from pieces
 RX_CHARS = st.sampled_from(
-    list("aAb é😀") + ["\\.", "\\*", "\\\\", "\\[", "\\$", "\\n", "%", "_", "\\?", "-", "~"]
+    list("aAb é😀!")
+    + ["\\.", "\\*", "\\\\", "\\[", "\\$", "\\n", "%", "_", "\\?", "-", "~"]
+    + ["\\^", "\\{", "\\}", "\\|", "\\(", "\\)", "\\/", "\\-"]
 )
 RX_CLASSES = st.sampled_from(
     [
         "[ab]",
         "[^a]",
+        "[\\.\\$\\^!]",
+        "[\\{\\}\\|\\(\\)\\*\\+\\?\\/]",
+        "[\\[-\\^]",
         "[a-z]",
         "[A\\-]",
         "[\\d\\s]",
@@ -709,7 +714,7 @@ def regex_strategy(draw: st.DrawFn) -> str:
 LIKE_PATTERNS = st.one_of(
     st.sampled_from(["a", "A", "a%", "A%", "%a", "a_", "_", "a ", "%\n", "\\%", "\\_"]),
     st.lists(
-        st.sampled_from(list("aAb é😀*?[\n") + ["%", "_", "\\%", "\\_", "\\\\"]), max_size=5
+        st.sampled_from(list("aAb é😀*?[]!\n") + ["%", "_", "\\%", "\\_", "\\\\"]), max_size=5
     ).map("".join),
 )
 
