@@ -1178,9 +1178,11 @@ MARIADB_SESSION_SQL = "SET SESSION max_sort_length = 65536, default_regex_flags 
 def prepare_engine(engine: sa.Engine) -> None:
     """Make ``engine``'s connections give the query language its defined semantics.
 
-    SQLite: installs the ``tc_regexp`` function used by ``$regex``. MariaDB/MySQL: whole-value
-    sort keys and default regex flags. PostgreSQL needs nothing. Call it right after
-    ``create_engine``, before the first connection (it applies to new connections).
+    SQLite: installs the ``tc_regexp`` function used by ``$regex``. MariaDB: whole-value sort
+    keys, default regex flags, and an error (``QueryTooComplex``) instead of MariaDB's silent
+    "no match" when a ``$regex`` exceeds its backtracking limit. PostgreSQL needs nothing.
+    Call it right after ``create_engine``, before the first connection (it applies to new
+    connections).
     """
     name = engine.dialect.name
     if name == "sqlite":
@@ -1201,3 +1203,29 @@ def prepare_engine(engine: sa.Engine) -> None:
                 cursor.close()
 
         sa.event.listen(engine, "connect", on_connect_mariadb)
+        sa.event.listen(engine, "after_cursor_execute", _refuse_regex_match_limit)
+
+
+#: MariaDB's REGEXP backtracks (PCRE2). When a pattern/value pair exceeds PCRE2's match limit
+#: MariaDB answers "no match" with warning 1139 instead of failing, a silent difference from
+#: the other backends. The hook turns that warning into an error (the caller's savepoint then
+#: rolls the statement back).
+MARIADB_REGEX_LIMIT_WARNING = 1139
+
+
+def _refuse_regex_match_limit(
+    conn: Any, cursor: Any, statement: str, parameters: Any, context: Any, executemany: bool
+) -> None:
+    if not getattr(cursor, "warning_count", 0) or "REGEXP" not in statement:
+        return
+    check = cursor.connection.cursor()
+    try:
+        check.execute("SHOW WARNINGS")
+        warnings = check.fetchall()
+    finally:
+        check.close()
+    if any(int(w[1]) == MARIADB_REGEX_LIMIT_WARNING for w in warnings):
+        raise QueryTooComplex(
+            "a $regex needed more backtracking than MariaDB allows for some value; "
+            "simplify the pattern (fewer variable-length quantifiers)"
+        )

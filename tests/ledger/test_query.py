@@ -591,6 +591,27 @@ def test_pathological_patterns_run_in_linear_time() -> None:
     assert match_row(like, {"note": text + "b"}) is True
 
 
+def test_regex_backtracking_limit_is_never_a_silent_no(db_url: str) -> None:
+    """A value that makes MariaDB's backtracking REGEXP give up must not read as "no match":
+    SQLite and PostgreSQL find the match, MariaDB raises QueryTooComplex (prepare_engine)."""
+    fields = parse_fields([{"field": "t", "type": "text"}])
+    engine = _engine(db_url)
+    table = _table(engine, fields, [{"t": "a" * 3000 + "bxcbc"}, {"t": "abc"}])
+    cond = parse_condition({"t": {"$regex": "a*a*a*a*a*a*bc"}}, fields)
+    assert match_row(cond, {"t": "a" * 3000 + "bxcbc"})
+    select = sa.select(table.c[ROWID_COLUMN]).where(condition_to_sql(cond, table))
+    with engine.connect() as conn:
+        if engine.dialect.name in ("mysql", "mariadb"):
+            with pytest.raises(QueryTooComplex):
+                conn.execute(select)
+        else:
+            assert conn.execute(select).scalars().all() == [1, 2]
+        cheap = parse_condition({"t": {"$regex": "^ab"}}, fields)  # warnings only when needed
+        query = sa.select(table.c[ROWID_COLUMN]).where(condition_to_sql(cheap, table))
+        assert conn.execute(query).scalars().all() == [2]
+    engine.dispose()
+
+
 # ---------------------------------------------------------------------------------------------
 # Property: the SQL translation returns exactly what a plain reference evaluator returns
 
