@@ -740,6 +740,12 @@ LIKE_PATTERNS = st.one_of(
 )
 
 
+def _not_variable(value: object) -> bool:
+    """Operands like "$A" are row-rule variables (or "$$A" their escape), not plain text; the
+    reference evaluator here models plain values only (variables are tested separately)."""
+    return not (isinstance(value, str) and re.fullmatch(r"\$\$?[A-Za-z_][A-Za-z0-9_]*", value))
+
+
 def leaf_strategy(rows: list[dict[str, Any]]) -> st.SearchStrategy[dict[str, Any]]:
     """Single-field conditions whose operands are often values present in ``rows``."""
 
@@ -748,7 +754,9 @@ def leaf_strategy(rows: list[dict[str, Any]]) -> st.SearchStrategy[dict[str, Any
         name = draw(st.sampled_from(["i", "j", "s", "t", "d"]))
         base = INTS if name in "ij" else DEC_OPERANDS if name == "d" else STRS
         present = sorted({r[name] for r in rows if r[name] is not None}, key=repr)
-        values = st.one_of(st.sampled_from(present), base) if present else base
+        values = (st.one_of(st.sampled_from(present), base) if present else base).filter(
+            _not_variable
+        )
         kinds = ["bare", "cmp", "cmp", "in", "is"] + (
             ["like", "like", "regex", "regex"] if name in "st" else []
         )
@@ -962,7 +970,7 @@ def prop_table(db_url: str) -> Iterator[tuple[sa.Engine, sa.Table]]:
 @st.composite
 def near_leaf(draw: st.DrawFn) -> dict[str, Any]:
     """One condition on column t, whose rows are exactly the near-equal NEAR strings."""
-    operand = st.one_of(st.sampled_from(NEAR), STRS)
+    operand = st.one_of(st.sampled_from(NEAR), STRS).filter(_not_variable)
     kind = draw(st.sampled_from(["cmp", "cmp", "in", "like", "regex"]))
     if kind == "cmp":
         return {"t": {draw(st.sampled_from(CMP_OPS)): draw(operand)}}
