@@ -53,6 +53,7 @@ SQLite implementation (a ``tc_regexp`` function installed by ``prepare_engine``)
 Reads: ``[[field, ...], {cond}, ..., {"$limit": {"index": i, "total": n}},
 {"$order": [{"id": 1}, {"age": -1}]}]``. The empty field list means all user fields (never the
 hidden ``_tc_`` columns). Default limit ``DEFAULT_LIMIT`` (200), at most ``MAX_LIMIT``.
+``$order`` takes any field but text and blob.
 Order: NULL sorts lowest (first ascending, last descending) on every backend, and every read
 ends with ``_tc_rowid`` ascending so the row order is total and identical everywhere.
 
@@ -100,13 +101,16 @@ __all__ = [
     "Or",
     "ReadQuery",
     "Regex",
+    "RegexProgram",
     "build_select",
     "compile_regex",
     "condition_to_sql",
     "conjoin",
     "match_row",
     "parse_condition",
+    "parse_like",
     "parse_read",
+    "parse_regex",
     "prepare_engine",
     "regex_search",
     "render_regex",
@@ -119,6 +123,7 @@ MAX_VALUES = 4000  # bound values in one parsed condition
 MAX_PATTERN_LENGTH = 256  # characters of a $like or $regex pattern
 MAX_REGEX_PROGRAM = 4000  # automaton size after expanding {m,n}
 MAX_REPEAT = 100
+UNORDERABLE_TYPES = frozenset({"text", "blob"})
 DEFAULT_LIMIT = 200
 MAX_LIMIT = 1000
 MAX_OFFSET = 2**31 - 1
@@ -296,7 +301,7 @@ class _Parser:
         if isinstance(value, list | tuple):
             raise BadCondition(f"field {fdef.name!r}: a list is not a value (use $in)")
         if value is None:
-            raise BadCondition(f"field {fdef.name!r}: use {{\"$is\": null}} to test for NULL")
+            raise BadCondition(f'field {fdef.name!r}: use {{"$is": null}} to test for NULL')
         return [self.operator(fdef, "$eq", value)]
 
     def operator(self, fdef: FieldDef, op: object, operand: object) -> Condition:
@@ -336,8 +341,7 @@ class _Parser:
             raise TypeMismatch(f"field {fdef.name!r}: {op} needs a string pattern")
         if len(operand) > MAX_PATTERN_LENGTH:
             raise QueryTooComplex(
-                f"field {fdef.name!r}: {op} patterns are limited to {MAX_PATTERN_LENGTH} "
-                "characters"
+                f"field {fdef.name!r}: {op} patterns are limited to {MAX_PATTERN_LENGTH} characters"
             )
         if _BAD_CHARS.search(operand) is not None:
             raise BadCondition(f"field {fdef.name!r}: pattern contains NUL or a lone surrogate")
@@ -460,6 +464,11 @@ def _parse_order(value: object, by_name: Mapping[str, FieldDef]) -> tuple[tuple[
         ((name, direction),) = item.items()
         if name not in by_name:
             raise BadCondition(f"unknown field {str(name)[:80]!r} in $order")
+        if by_name[name].type in UNORDERABLE_TYPES:
+            raise BadCondition(
+                f"cannot $order by {name!r}: {by_name[name].type} fields are not orderable "
+                "(MariaDB sorts long values by a prefix only)"
+            )
         if any(name == seen for seen, _ in order):
             raise BadCondition(f"field {name!r} appears twice in $order")
         if isinstance(direction, bool) or direction not in (1, -1):
@@ -859,9 +868,7 @@ class _RegexParser:
         if self.i < len(self.p) and self.p[self.i] in "*+?{":
             raise self.error("a quantifier cannot follow a quantifier (no lazy or nested forms)")
         if not _fixed_sequence(atom):
-            raise self.error(
-                "only a character, '.', a class or a group of those may be quantified"
-            )
+            raise self.error("only a character, '.', a class or a group of those may be quantified")
         return ("rep", atom, low, high)
 
 
@@ -950,14 +957,106 @@ def render_regex(tree: tuple[Any, ...], dialect: str) -> str:
     return prefix + walk(tree)
 
 
-# The matcher: the tree compiled to a small instruction list, run as a Thompson NFA over the
-# text (each position once, each instruction at most once per position: O(len(text) * size)).
+# The matcher: the tree compiled to a small instruction list, run as a Thompson NFA whose sets
+# of states are memoised as DFA transitions (built lazily, per program). Each character costs a
+# dictionary lookup once its transition is known, and at most O(size) to build it: linear in
+# the text, never backtracking.
 
 _Prog = tuple[tuple[Any, ...], ...]
+_MAX_TRANSITIONS = 20_000  # memo bound per program; cleared (not grown) beyond it
 
 
-def compile_regex(tree: tuple[Any, ...]) -> _Prog:
-    """The instruction list of a parsed ``$regex`` for ``regex_search``."""
+class RegexProgram:
+    """A compiled ``$regex``: instructions plus a memo of DFA transitions (pure cache)."""
+
+    __slots__ = ("_ids", "_states", "_transitions", "instructions")
+
+    def __init__(self, instructions: _Prog) -> None:
+        self.instructions = instructions
+        self._transitions: dict[tuple[int, str, bool], tuple[int, bool]] = {}
+        self._ids: dict[frozenset[int], int] = {}
+        self._states: list[frozenset[int]] = []
+
+    def _state(self, pcs: frozenset[int]) -> int:
+        sid = self._ids.get(pcs)
+        if sid is None:
+            sid = self._ids[pcs] = len(self._states)
+            self._states.append(pcs)
+        return sid
+
+    def _closure(self, seeds: Iterable[int], bol: bool, eol: bool) -> tuple[int, bool]:
+        """The consuming instructions reachable from ``seeds`` without input, and whether
+        "match" is reachable, with ``^`` / ``$`` true as given."""
+        prog = self.instructions
+        seen: set[int] = set()
+        consuming: list[int] = []
+        stack = list(seeds)
+        matched = False
+        while stack:
+            k = stack.pop()
+            if k in seen:
+                continue
+            seen.add(k)
+            ins = prog[k]
+            op = ins[0]
+            if op == "match":
+                matched = True
+            elif op == "jmp":
+                stack.append(ins[1])
+            elif op == "split":
+                stack.append(ins[2])
+                stack.append(ins[1])
+            elif op == "bol":
+                if bol:
+                    stack.append(k + 1)
+            elif op == "eol":
+                if eol:
+                    stack.append(k + 1)
+            else:
+                consuming.append(k)
+        return self._state(frozenset(consuming)), matched
+
+    def _step(self, sid: int, ch: str, at_end: bool) -> tuple[int, bool]:
+        key = (sid, ch, at_end)
+        found = self._transitions.get(key)
+        if found is not None:
+            return found
+        prog = self.instructions
+        cp = ord(ch)
+        moved = [0]  # a new attempt starts at every position (unanchored search)
+        for k in self._states[sid]:
+            ins = prog[k]
+            op = ins[0]
+            if op == "chr":
+                ok = ins[1] == ch
+            elif op == "any":
+                ok = True
+            else:  # set
+                ok = any(lo <= cp <= hi for lo, hi in ins[2]) != ins[1]
+            if ok:
+                moved.append(k + 1)
+        found = self._closure(moved, bol=False, eol=at_end)
+        if len(self._transitions) >= _MAX_TRANSITIONS:
+            self._transitions.clear()
+        self._transitions[key] = found
+        return found
+
+    def search(self, text: str) -> bool:
+        """Whether the pattern matches anywhere in ``text``."""
+        n = len(text)
+        sid, matched = self._closure([0], bol=True, eol=n == 0)
+        if matched:
+            return True
+        last = n - 1
+        for pos, ch in enumerate(text):
+            sid, matched = self._step(sid, ch, pos == last)
+            if matched:
+                return True
+        return False
+
+
+def compile_regex(tree: tuple[Any, ...]) -> RegexProgram:
+    """The compiled form of a parsed ``$regex`` for ``regex_search``."""
     prog: list[list[Any]] = []
 
     def emit(*ins: Any) -> int:
@@ -1006,65 +1105,12 @@ def compile_regex(tree: tuple[Any, ...]) -> _Prog:
 
     gen(tree)
     emit("match")
-    return tuple(tuple(ins) for ins in prog)
+    return RegexProgram(tuple(tuple(ins) for ins in prog))
 
 
-def regex_search(prog: _Prog, text: str) -> bool:
-    """Whether the compiled pattern matches anywhere in ``text`` (linear time, no backtracking)."""
-    n = len(text)
-
-    def closure(states: list[int], seen: set[int], pc: int, pos: int) -> bool:
-        """Add pc's epsilon closure at pos to states; True when it reaches "match"."""
-        stack = [pc]
-        while stack:
-            k = stack.pop()
-            if k in seen:
-                continue
-            seen.add(k)
-            ins = prog[k]
-            op = ins[0]
-            if op == "match":
-                return True
-            if op == "jmp":
-                stack.append(ins[1])
-            elif op == "split":
-                stack.append(ins[2])
-                stack.append(ins[1])
-            elif op == "bol":
-                if pos == 0:
-                    stack.append(k + 1)
-            elif op == "eol":
-                if pos == n:
-                    stack.append(k + 1)
-            else:
-                states.append(k)
-        return False
-
-    current: list[int] = []
-    seen: set[int] = set()
-    for pos in range(n + 1):
-        if closure(current, seen, 0, pos):  # a new attempt starts at every position
-            return True
-        if pos == n:
-            break
-        ch = text[pos]
-        cp = ord(ch)
-        following: list[int] = []
-        next_seen: set[int] = set()
-        for k in current:
-            ins = prog[k]
-            op = ins[0]
-            if op == "chr":
-                ok = ins[1] == ch
-            elif op == "any":
-                ok = True
-            else:  # set
-                inside = any(lo <= cp <= hi for lo, hi in ins[2])
-                ok = inside != ins[1]
-            if ok and closure(following, next_seen, k + 1, pos + 1):
-                return True
-        current, seen = following, next_seen
-    return False
+def regex_search(program: RegexProgram, text: str) -> bool:
+    """Whether the compiled pattern matches anywhere in ``text`` (linear time)."""
+    return program.search(text)
 
 
 class _RegexMatch(ColumnElement[bool]):
@@ -1106,7 +1152,7 @@ def _compile_regex_sqlite(element: _RegexMatch, compiler: SQLCompiler, **kw: Any
 
 def _sqlite_regexp_function() -> Any:
     """A ``tc_regexp(pattern, value)`` for one SQLite connection, caching compiled patterns."""
-    cache: dict[str, _Prog] = {}
+    cache: dict[str, RegexProgram] = {}
 
     def tc_regexp(pattern: str | None, value: str | None) -> int | None:
         if pattern is None or value is None:
@@ -1126,16 +1172,19 @@ def _sqlite_regexp_function() -> Any:
 
 
 #: MariaDB compares only the first max_sort_length bytes when sorting (1024 by default), which
-#: would order long strings differently from the other backends; 8 MiB covers every value.
-MARIADB_SESSION_SQL = "SET SESSION max_sort_length = 8388608, default_regex_flags = ''"
+#: would order long strings differently from the other backends. 65,536 bytes covers every
+#: orderable value (VARCHAR(16383) in utf8mb4); text and blob fields are not orderable.
+MARIADB_SESSION_SQL = "SET SESSION max_sort_length = 65536, default_regex_flags = ''"
 
 
 def prepare_engine(engine: sa.Engine) -> None:
     """Make ``engine``'s connections give the query language its defined semantics.
 
-    SQLite: installs the ``tc_regexp`` function used by ``$regex``. MariaDB/MySQL: whole-value
-    sort keys and default regex flags. PostgreSQL needs nothing. Call it right after
-    ``create_engine``, before the first connection (it applies to new connections).
+    SQLite: installs the ``tc_regexp`` function used by ``$regex``. MariaDB: whole-value sort
+    keys, default regex flags, and an error (``QueryTooComplex``) instead of MariaDB's silent
+    "no match" when a ``$regex`` exceeds its backtracking limit. PostgreSQL needs nothing.
+    Call it right after ``create_engine``, before the first connection (it applies to new
+    connections).
     """
     name = engine.dialect.name
     if name == "sqlite":
@@ -1156,3 +1205,29 @@ def prepare_engine(engine: sa.Engine) -> None:
                 cursor.close()
 
         sa.event.listen(engine, "connect", on_connect_mariadb)
+        sa.event.listen(engine, "after_cursor_execute", _refuse_regex_match_limit)
+
+
+#: MariaDB's REGEXP backtracks (PCRE2). When a pattern/value pair exceeds PCRE2's match limit
+#: MariaDB answers "no match" with warning 1139 instead of failing, a silent difference from
+#: the other backends. The hook turns that warning into an error (the caller's savepoint then
+#: rolls the statement back).
+MARIADB_REGEX_LIMIT_WARNING = 1139
+
+
+def _refuse_regex_match_limit(
+    conn: Any, cursor: Any, statement: str, parameters: Any, context: Any, executemany: bool
+) -> None:
+    if not getattr(cursor, "warning_count", 0) or "REGEXP" not in statement:
+        return
+    check = cursor.connection.cursor()
+    try:
+        check.execute("SHOW WARNINGS")
+        warnings = check.fetchall()
+    finally:
+        check.close()
+    if any(int(w[1]) == MARIADB_REGEX_LIMIT_WARNING for w in warnings):
+        raise QueryTooComplex(
+            "a $regex needed more backtracking than MariaDB allows for some value; "
+            "simplify the pattern (fewer variable-length quantifiers)"
+        )

@@ -54,22 +54,39 @@ __all__ = [
     "FIELD_TYPES",
     "MAX_FIELDS",
     "ROWID_COLUMN",
+    "BinaryText",
     "FieldDef",
+    "HexBlob",
+    "ScaledDecimal",
     "build_column",
     "build_table",
     "check_field_name",
+    "coerce_operand",
     "coerce_value",
     "comparable",
     "field_map",
+    "index_name",
     "parse_add_fields",
     "parse_delete_fields",
     "parse_field",
     "parse_fields",
     "parse_modify_fields",
+    "sql_type",
+    "validate_schema",
 ]
 
-FIELD_TYPES = ("int", "float", "double", "decimal", "varchar", "char", "text", "blob", "datetime",
-               "date")
+FIELD_TYPES = (
+    "int",
+    "float",
+    "double",
+    "decimal",
+    "varchar",
+    "char",
+    "text",
+    "blob",
+    "datetime",
+    "date",
+)
 INTEGER_TYPES = frozenset({"int"})
 DECIMAL_TYPES = frozenset({"float", "double", "decimal"})
 STRING_TYPES = frozenset({"varchar", "char", "text"})
@@ -86,7 +103,8 @@ INT64_MIN = -(2**63)
 INT64_MAX = 2**63 - 1
 MAX_DECIMAL_PRECISION = 18
 DECIMAL_DEFAULTS = {"decimal": (10, 0), "float": (18, 6), "double": (18, 9)}
-MAX_VARCHAR_LENGTH = 16383  # MariaDB's VARCHAR limit in utf8mb4 characters
+#: MariaDB's 65,535-byte row limit leaves room for about 16,380 utf8mb4 characters.
+MAX_VARCHAR_LENGTH = 16000
 MAX_CHAR_LENGTH = 255
 MAX_TEXT_LENGTH = 65535  # characters
 MAX_BLOB_LENGTH = 65535  # bytes
@@ -98,8 +116,9 @@ MAX_ROW_BYTES = 65000  # the 65,535-byte row limit of MySQL/MariaDB
 MAX_INLINE_ROW_BYTES = 8000  # InnoDB's ~8,126-byte in-page record limit (strict mode)
 MAX_DECIMAL_TEXT = 64  # characters of a decimal string on input
 
-_ALLOWED_KEYS = frozenset({"field", "type", "length", "accuracy", "PK", "NN", "UQ", "AI", "index",
-                           "default"})
+_ALLOWED_KEYS = frozenset(
+    {"field", "type", "length", "accuracy", "PK", "NN", "UQ", "AI", "index", "default"}
+)
 _FLAG_KEYS = (("PK", "pk"), ("NN", "nn"), ("UQ", "uq"), ("AI", "ai"), ("index", "index"))
 _DECIMAL_RE = re.compile(r"(-?)([0-9]+)(?:\.([0-9]+))?")
 _HEX_RE = re.compile(r"(?:[0-9A-Fa-f]{2})*")
@@ -404,19 +423,24 @@ def _check_datetime(field: FieldDef, value: str) -> str:
         m = _DATE_RE.fullmatch(value)
         fmt = "'YYYY-MM-DD'"
     if m is None:
-        raise TypeMismatch(f"field {field.name!r} is {field.type}: expected {fmt}, got "
-                           f"{value[:40]!r}")
+        raise TypeMismatch(
+            f"field {field.name!r} is {field.type}: expected {fmt}, got {value[:40]!r}"
+        )
     parts = [int(g) for g in m.groups()]
     try:
         if field.type == "datetime":
-            t = _dt.datetime(parts[0], parts[1], parts[2], parts[3], parts[4], parts[5])  # noqa: DTZ001 - naive by design (no time zones)
-            return (f"{t.year:04d}-{t.month:02d}-{t.day:02d} "
-                    f"{t.hour:02d}:{t.minute:02d}:{t.second:02d}")
+            t = _dt.datetime(
+                parts[0], parts[1], parts[2], parts[3], parts[4], parts[5]
+            )  # naive: no time zones
+            return (
+                f"{t.year:04d}-{t.month:02d}-{t.day:02d} {t.hour:02d}:{t.minute:02d}:{t.second:02d}"
+            )
         day = _dt.date(parts[0], parts[1], parts[2])
         return f"{day.year:04d}-{day.month:02d}-{day.day:02d}"
     except ValueError as exc:
-        raise TypeMismatch(f"field {field.name!r}: {value!r} is not a valid {field.type}: "
-                           f"{exc}") from None
+        raise TypeMismatch(
+            f"field {field.name!r}: {value!r} is not a valid {field.type}: {exc}"
+        ) from None
 
 
 def _coerce(field: FieldDef, value: object, check_length: bool) -> int | str:
@@ -424,8 +448,7 @@ def _coerce(field: FieldDef, value: object, check_length: bool) -> int | str:
     if ftype == "int":
         if isinstance(value, bool) or not isinstance(value, int):
             raise TypeMismatch(
-                f"field {field.name!r} is int: expected a JSON integer, got "
-                f"{type(value).__name__}"
+                f"field {field.name!r} is int: expected a JSON integer, got {type(value).__name__}"
             )
         if not INT64_MIN <= value <= INT64_MAX:
             raise TypeMismatch(f"field {field.name!r}: {value} is outside the 64-bit range")
@@ -446,8 +469,9 @@ def _coerce(field: FieldDef, value: object, check_length: bool) -> int | str:
                 f"field {field.name!r} is blob: expected a hex string, got {type(value).__name__}"
             )
         if len(data) > (field.length if check_length and field.length else MAX_BLOB_LENGTH):
-            raise TooLarge(f"field {field.name!r}: {len(data)} bytes exceed the length "
-                           f"{field.length}")
+            raise TooLarge(
+                f"field {field.name!r}: {len(data)} bytes exceed the length {field.length}"
+            )
         return data.hex()
     if not isinstance(value, str):
         raise TypeMismatch(
@@ -603,8 +627,7 @@ def sql_type(field: FieldDef) -> sa.types.TypeEngine[Any]:
 
 def build_column(field: FieldDef) -> sa.Column[Any]:
     """The column of ``field`` (no server default: the engine fills defaults itself)."""
-    return sa.Column(field.name, sql_type(field), nullable=not field.not_null,
-                     autoincrement=False)
+    return sa.Column(field.name, sql_type(field), nullable=not field.not_null, autoincrement=False)
 
 
 def _object_name(prefix: str, physical_name: str, *parts: str) -> str:
@@ -685,8 +708,10 @@ def parse_add_fields(existing: Sequence[FieldDef], raw: object) -> tuple[FieldDe
         if f.nn and f.default is None:
             raise BadField(f"field {f.name!r}: an added NN field needs a default for old rows")
         if f.uq and f.default is not None:
-            raise BadField(f"field {f.name!r}: an added UQ field cannot have a default "
-                           "(old rows would share it)")
+            raise BadField(
+                f"field {f.name!r}: an added UQ field cannot have a default "
+                "(old rows would share it)"
+            )
     validate_schema([*existing, *added])
     return tuple(added)
 
@@ -697,12 +722,12 @@ def parse_delete_fields(existing: Sequence[FieldDef], raw: object) -> tuple[Fiel
     Unknown or repeated names, PK fields and deleting every field are refused.
     """
     if not isinstance(raw, list | tuple) or not raw:
-        raise BadField("delete fields needs a non-empty list of {\"field\": name} objects")
+        raise BadField('delete fields needs a non-empty list of {"field": name} objects')
     by_name = field_map(existing)
     doomed: list[str] = []
     for item in raw:
         if not isinstance(item, Mapping) or set(item) != {"field"}:
-            raise BadField("each entry of delete fields must be {\"field\": name}")
+            raise BadField('each entry of delete fields must be {"field": name}')
         name = check_field_name(item["field"])
         if name not in by_name:
             raise BadField(f"no field {name!r} to delete")
@@ -738,17 +763,18 @@ def parse_modify_fields(existing: Sequence[FieldDef], raw: object) -> tuple[Fiel
         if new.name in changed:
             raise BadField(f"field {new.name!r} listed twice")
         if new.type != old.type:
-            raise BadField(f"field {new.name!r}: the type cannot change ({old.type} -> "
-                           f"{new.type})")
+            raise BadField(f"field {new.name!r}: the type cannot change ({old.type} -> {new.type})")
         for attr in ("pk", "nn", "uq", "ai"):
             if getattr(new, attr) != getattr(old, attr):
                 raise BadField(f"field {new.name!r}: {attr.upper()} cannot change")
         if new.type in DECIMAL_TYPES:
             if new.accuracy != old.accuracy or (new.length or 0) < (old.length or 0):
-                raise BadField(f"field {new.name!r}: a decimal may only gain precision, with "
-                               "the same accuracy")
+                raise BadField(
+                    f"field {new.name!r}: a decimal may only gain precision, with the same accuracy"
+                )
         elif new.type != "int" and (new.length or 0) < (old.length or 0):
-            raise BadField(f"field {new.name!r}: length may only grow ({old.length} -> "
-                           f"{new.length})")
+            raise BadField(
+                f"field {new.name!r}: length may only grow ({old.length} -> {new.length})"
+            )
         changed[new.name] = new
     return validate_schema([changed.get(f.name, f) for f in existing])
