@@ -566,8 +566,8 @@ def test_errors_pickle_and_carry_stable_codes() -> None:
         back = pickle.loads(pickle.dumps(err))
         assert type(back) is cls and back.code == cls.code and back.message == err.message
         assert str(back) == f"{cls.code}: something went wrong"
-        custom = pickle.loads(pickle.dumps(cls("retry", code="terPRE_SEQ")))
-        assert custom.code == "terPRE_SEQ" and cls.code != "terPRE_SEQ"
+        custom = pickle.loads(pickle.dumps(cls("retry", code="tecCUSTOM")))
+        assert custom.code == "tecCUSTOM" and cls.code != "tecCUSTOM"
         codes[cls.__name__] = cls.code
     assert codes["TableNotFound"] == "tefTABLE_NOTEXIST"
     assert codes["RuleViolation"] == "tefTABLE_RULEDISSATISFIED"
