@@ -172,6 +172,10 @@ class Ledger:
     ) -> None:
         self.url = url
         self.engine: Engine = create_ledger_engine(url)
+        # Reads use their own engine (on SQLite: deferred transactions, see storage.py).
+        self.read_engine: Engine = (
+            create_ledger_engine(url, writer=False) if url.startswith("sqlite") else self.engine
+        )
         self.genesis = genesis
         self.suite = genesis.crypto_suite
         if admission is None and genesis.admission.get("enabled"):
@@ -235,7 +239,7 @@ class Ledger:
         self._head = self._load_head()
 
     def _load_head(self) -> BlockHeader:
-        with self.engine.connect() as conn:
+        with self.read_engine.connect() as conn:
             row = conn.execute(
                 sa.select(self.t.blocks.c.header).order_by(self.t.blocks.c.height.desc()).limit(1)
             ).scalar_one()
@@ -369,7 +373,7 @@ class Ledger:
     @contextmanager
     def reader(self) -> Iterator[tuple[StateOverlay, TableEngine]]:
         """A read-only view of committed state."""
-        with self.engine.connect() as conn:
+        with self.read_engine.connect() as conn:
             state = StateOverlay(conn, self.t)
             yield state, TableEngine(conn, state, self.suite.hash)
             conn.rollback()
@@ -394,7 +398,7 @@ class Ledger:
             }
 
     def block(self, height: int) -> dict[str, Any]:
-        with self.engine.connect() as conn:
+        with self.read_engine.connect() as conn:
             row = conn.execute(
                 sa.select(self.t.blocks).where(self.t.blocks.c.height == height)
             ).one_or_none()
@@ -414,7 +418,7 @@ class Ledger:
         }
 
     def transaction(self, tx_hash: str) -> dict[str, Any]:
-        with self.engine.connect() as conn:
+        with self.read_engine.connect() as conn:
             row = conn.execute(
                 sa.select(self.t.txs).where(self.t.txs.c.hash == tx_hash)
             ).one_or_none()
@@ -440,6 +444,7 @@ class Ledger:
 
     def close(self) -> None:
         self.engine.dispose()
+        self.read_engine.dispose()
 
 
 def rebuild(

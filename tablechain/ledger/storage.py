@@ -30,14 +30,20 @@ def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
     cur.close()
 
 
-def create_ledger_engine(url: str) -> Engine:
-    """An engine for ``url`` with the settings the ledger relies on."""
-    engine = _create_engine(url)
+def create_ledger_engine(url: str, writer: bool = True) -> Engine:
+    """An engine for ``url`` with the settings the ledger relies on.
+
+    On SQLite a writer's transactions take the write lock up front (``BEGIN IMMEDIATE``), so two
+    writers never deadlock on lock upgrade; a reader's are deferred, so that reads (RPC,
+    admission checks) never wait for a block that is open while consensus votes on it (WAL
+    gives them the last committed snapshot).
+    """
+    engine = _create_engine(url, writer)
     prepare_engine(engine)
     return engine
 
 
-def _create_engine(url: str) -> Engine:
+def _create_engine(url: str, writer: bool = True) -> Engine:
     if url.startswith("sqlite"):
         engine = sa.create_engine(url, connect_args={"check_same_thread": False, "timeout": 30})
         sa.event.listen(engine, "connect", _sqlite_pragmas)
@@ -49,7 +55,7 @@ def _create_engine(url: str) -> Engine:
 
         @sa.event.listens_for(engine, "begin")
         def _begin(conn: Any) -> None:
-            conn.exec_driver_sql("BEGIN IMMEDIATE")
+            conn.exec_driver_sql("BEGIN IMMEDIATE" if writer else "BEGIN")
 
         return engine
     if url.startswith("mysql") or url.startswith("mariadb"):

@@ -26,8 +26,10 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, Protocol
 
+from tablechain.ca import CertificateVerifier
 from tablechain.crypto import PrivateKey, canonical_json, parse_json, public_key_from_bytes
 from tablechain.errors import TablechainError
+from tablechain.ledger.admission import CertificateRequired
 from tablechain.ledger.blocks import BlockHeader
 from tablechain.ledger.chain import ChainMismatch, Genesis, PendingBlock
 from tablechain.ledger.consensus import (
@@ -89,12 +91,26 @@ class Transport(Protocol):
 
 
 def validator_set_from_genesis(genesis: Genesis) -> ValidatorSet:
-    """The validators genesis names, in its order: ``{"id", "scheme", "public_key"}`` each."""
+    """The validators genesis names, in its order: ``{"id", "scheme", "public_key"}`` each.
+
+    When genesis enables admission, each validator must also carry ``certificate``: a PEM chain
+    to one of the trusted roots, with the role ``validator``, for that very key, valid at the
+    genesis time. Votes are signed by these keys, so only certified validators can vote.
+    """
+    admission = genesis.admission if genesis.admission.get("enabled") else None
+    verifier = None
+    if admission is not None:
+        verifier = CertificateVerifier([r.encode() for r in admission.get("trusted_roots", [])])
     keys = []
     for v in genesis.validators:
-        keys.append(
-            (str(v["id"]), public_key_from_bytes(v["scheme"], bytes.fromhex(v["public_key"])))
-        )
+        key = public_key_from_bytes(v["scheme"], bytes.fromhex(v["public_key"]))
+        if verifier is not None:
+            chain = v.get("certificate")
+            if not isinstance(chain, str):
+                raise CertificateRequired(f"validator {v['id']} has no certificate in genesis")
+            verifier.check_signer(chain.encode(), key.to_bytes(), key.scheme,
+                                  genesis.timestamp_ms // 1000, role="validator")
+        keys.append((str(v["id"]), key))
     return ValidatorSet.from_keys(genesis.hash(), keys)
 
 

@@ -141,3 +141,37 @@ def test_submission_is_checked_too(pki, tmp_path):
     node.submit(ok)
     assert node.produce_block().receipts[0].success
     node.stop()
+
+
+def test_validators_need_validator_certificates(pki):
+    from tablechain.crypto import generate_private_key
+    from tablechain.ledger.validator import validator_set_from_genesis
+
+    root, inter = pki
+    keys = [generate_private_key("ed25519") for _ in range(4)]
+
+    def entry(i, role="validator", with_cert=True):
+        k = keys[i]
+        e = {"id": f"v{i}", "scheme": "ed25519", "public_key": k.public_key.to_bytes().hex()}
+        if with_cert:
+            leaf = inter.issue(name=f"v{i}", role=role, public_key=k.public_key.to_bytes(),
+                               scheme="ed25519", not_before=T0 - 10, not_after=T0 + 10**9)
+            e["certificate"] = "".join(_pem(d) for d in inter.chain_for(leaf))
+        return e
+
+    def genesis(validators):
+        return Genesis(network_id=7, timestamp_ms=T0 * 1000, validators=tuple(validators),
+                       admission={"enabled": True, "trusted_roots": [_pem(root.certificate.der)]})
+
+    assert validator_set_from_genesis(genesis([entry(i) for i in range(4)])).size == 4
+    with pytest.raises(LedgerError.__mro__[1]) as err:
+        validator_set_from_genesis(genesis([entry(0), entry(1, role="user")]))
+    assert err.value.code == "caROLE_MISMATCH"
+    with pytest.raises(LedgerError.__mro__[1]) as err:
+        validator_set_from_genesis(genesis([entry(0), entry(1, with_cert=False)]))
+    assert err.value.code == "caCERTIFICATE_REQUIRED"
+    swapped = entry(2)
+    swapped["certificate"] = entry(3)["certificate"]
+    with pytest.raises(LedgerError.__mro__[1]) as err:
+        validator_set_from_genesis(genesis([swapped]))
+    assert err.value.code == "caKEY_MISMATCH"

@@ -45,7 +45,7 @@ class Cluster:
         self.hub.detach(vid)
         self.nodes.pop(vid).stop()
 
-    def wait_height(self, height: int, timeout: float = 30.0, nodes=None) -> None:
+    def wait_height(self, height: int, timeout: float = 90.0, nodes=None) -> None:
         deadline = time.monotonic() + timeout
         nodes = list(self.nodes.values()) if nodes is None else nodes
         while time.monotonic() < deadline:
@@ -94,7 +94,7 @@ def test_four_validators_agree_block_by_block(cluster):
         last = v[i % 4].submit(tx(w, i // 4 + 1, TransactionType="SQLStatement", OpType=6, Owner=addr,
                                   Tables=[{"Table": {"TableName": "t"}}],
                                   Raw=[{"id": i, "who": address_to_text(w.address())}]))
-    record = v[0].wait_for(last.hash_hex, timeout=30)
+    record = v[0].wait_for(last.hash_hex, timeout=90)
     assert record["result"] == "tesSUCCESS"
     target = v[0].ledger.height
     cluster.wait_height(target)
@@ -120,7 +120,7 @@ def test_a_validator_that_was_down_catches_up(cluster, tmp_path):
         last = nodes["v1"].submit(tx(owner, i + 2, TransactionType="SQLStatement", OpType=6, Owner=addr,
                                      Tables=[{"Table": {"TableName": "t"}}], Raw=[{"id": i}]))
         if i % 10 == 9:
-            nodes["v1"].wait_for(last.hash_hex, timeout=30)
+            nodes["v1"].wait_for(last.hash_hex, timeout=90)
     head = nodes["v1"].ledger.height
     assert head >= 3
     back = cluster.start(3)
