@@ -44,7 +44,6 @@ from tablechain.mpc.paillier import (
     secure_aggregate,
     train_hetero_lr,
 )
-from tablechain.mpc.psi import psi
 from tablechain.mpc.regression import (
     LinearModel,
     LogisticModel,
@@ -87,7 +86,6 @@ __all__ = [
     "laplace_mechanism",
     "laplace_scale",
     "packing_layout",
-    "psi",
     "secure_aggregate",
     "train_hetero_lr",
     "TRUST_DEALER",
