@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import functools
 import json
+import os
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -134,7 +135,11 @@ def _client(url: str, key: Path | None, need_key: bool = True) -> Any:
 
     if key is None and need_key:
         raise ConfigError("this command signs: pass --key FILE (or set TABLECHAIN_KEY)")
-    return Client(url, read_key_file(key) if key is not None else None)
+    certificate = None
+    cert_file = os.environ.get("TABLECHAIN_CERT")
+    if cert_file:  # admission: the signer's certificate chain (PEM), attached to each transaction
+        certificate = Path(cert_file).read_text(encoding="ascii")
+    return Client(url, read_key_file(key) if key is not None else None, certificate=certificate)
 
 
 def _report_tx(record: dict[str, Any], as_json: bool) -> None:
@@ -167,14 +172,21 @@ def node_init(
                                                help="Default: SQLite in DIR.")] = None,
     max_block_txs: Annotated[int | None, typer.Option("--max-block-txs")] = None,
     max_block_wait_ms: Annotated[int | None, typer.Option("--max-block-wait-ms")] = None,
+    admission_root: Annotated[list[Path] | None, typer.Option(
+        "--admission-root", help="Turn certificate admission on, trusting this root "
+        "certificate (PEM); repeatable.")] = None,
+    admin: Annotated[list[str] | None, typer.Option(
+        "--admin", help="An admin account (may revoke and change roots); repeatable.")] = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Create a new chain with one validator in DIR."""
     from tablechain.platform.config import init_datadir, load_genesis
 
+    roots = [p.read_text(encoding="ascii") for p in admission_root or []]
     settings = init_datadir(datadir, national=national, network_id=network_id,
                             chain_name=chain_name, host=host, port=port, db_url=db_url,
-                            max_block_txs=max_block_txs, max_block_wait_ms=max_block_wait_ms)
+                            max_block_txs=max_block_txs, max_block_wait_ms=max_block_wait_ms,
+                            trusted_roots=roots, admins=list(admin or []))
     genesis = load_genesis(settings)
     info = {"datadir": str(settings.datadir), "chain": genesis.hash(),
             "network_id": genesis.network_id, "suite": genesis.suite,

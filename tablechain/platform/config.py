@@ -248,7 +248,9 @@ def init_datadir(datadir: str | os.PathLike[str], *, national: bool = False,
                  host: str = DEFAULT_HOST, port: int = DEFAULT_PORT,
                  db_url: str | None = None, max_block_txs: int | None = None,
                  max_block_wait_ms: int | None = None,
-                 timestamp_ms: int | None = None) -> NodeSettings:
+                 timestamp_ms: int | None = None,
+                 trusted_roots: list[str] | None = None,
+                 admins: list[str] | None = None) -> NodeSettings:
     """Create a new chain with one validator in ``datadir`` (which must not hold one yet)."""
     from tablechain.ledger.chain import Genesis
 
@@ -277,6 +279,8 @@ def init_datadir(datadir: str | os.PathLike[str], *, national: bool = False,
         validators=(validator,),
         max_block_txs=max_block_txs or defaults.max_block_txs,
         max_block_wait_ms=max_block_wait_ms or defaults.max_block_wait_ms,
+        admission=({"enabled": True, "trusted_roots": list(trusted_roots),
+                    "admins": sorted(admins or [])} if trusted_roots else {}),
     )
     settings = NodeSettings(datadir=path, key_scheme=scheme, db_url=db_url or _DEFAULT_DB,
                             rpc_host=host, rpc_port=port)
