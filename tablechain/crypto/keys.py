@@ -11,7 +11,7 @@ from __future__ import annotations
 import functools
 import importlib
 from abc import ABC, abstractmethod
-from typing import ClassVar
+from typing import Any, ClassVar
 
 import coincurve
 from cryptography.exceptions import InvalidSignature
@@ -74,6 +74,10 @@ class PublicKey(ABC):
 
     def __hash__(self) -> int:
         return hash((self.scheme, self.to_bytes()))
+
+    def __reduce__(self) -> tuple[Any, tuple[str, bytes]]:
+        # Pickles as its encoding (worker processes return verified transactions).
+        return (public_key_from_bytes, (self.scheme, self.to_bytes()))
 
     def __repr__(self) -> str:
         return f"<{self.scheme} public key {self.to_bytes().hex()[:16]}...>"

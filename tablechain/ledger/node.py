@@ -147,20 +147,7 @@ class Node:
     def submit_many(self, txs: list[Any]) -> list[SignedTransaction | TablechainError]:
         """Admit a batch: signatures are verified in parallel worker processes, then each
         transaction enters the mempool in order. One result (or error) per transaction."""
-        verdicts = self._verifier.verify(txs, self.ledger.suite, self.genesis.network_id)
-        parsed: list[SignedTransaction | TablechainError] = []
-        for tx_json, verdict in zip(txs, verdicts, strict=True):
-            if verdict is not None:
-                parsed.append(verdict)
-                continue
-            try:
-                parsed.append(
-                    parse_transaction(
-                        tx_json, self.ledger.suite, self.genesis.network_id, verify=False
-                    )
-                )
-            except TablechainError as exc:
-                parsed.append(exc)
+        parsed = self._verifier.verify(txs, self.ledger.suite, self.genesis.network_id)
         good = [p for p in parsed if isinstance(p, SignedTransaction)]
         refusals: dict[int, TablechainError] = {}
         if good and self.admission is not None and hasattr(self.admission, "check_submissions"):

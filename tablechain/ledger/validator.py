@@ -223,9 +223,8 @@ class LedgerApplication:
             if tx.hash not in self._verified and tx.hash not in self.node.mempool
         ]
         if unseen:
-            verdicts = self.node._verifier.verify([raw[i] for i in unseen], suite, net)
-            for verdict in verdicts:
-                if verdict is not None:
+            for verdict in self.node._verifier.verify([raw[i] for i in unseen], suite, net):
+                if isinstance(verdict, TablechainError):
                     raise verdict
         for tx in parsed:
             self._remember_verified(tx.hash)

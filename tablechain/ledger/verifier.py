@@ -13,21 +13,22 @@ from multiprocessing import get_context
 from typing import Any
 
 from tablechain.errors import TablechainError
-from tablechain.ledger.transactions import CryptoSuite, parse_transaction
+from tablechain.ledger.transactions import CryptoSuite, SignedTransaction, parse_transaction
 
 __all__ = ["ParallelVerifier", "verify_chunk"]
 
 _INLINE_BELOW = 64
 
 
-def verify_chunk(txs: list[Any], suite_name: str, network_id: int) -> list[TablechainError | None]:
-    """Check each transaction fully (shape and signature); None for a good one."""
+def verify_chunk(
+    txs: list[Any], suite_name: str, network_id: int
+) -> list[SignedTransaction | TablechainError]:
+    """Check each transaction fully (shape and signature): the parsed transaction, or why not."""
     suite = CryptoSuite(suite_name)
-    out: list[TablechainError | None] = []
+    out: list[SignedTransaction | TablechainError] = []
     for tx in txs:
         try:
-            parse_transaction(tx, suite, network_id)
-            out.append(None)
+            out.append(parse_transaction(tx, suite, network_id))
         except TablechainError as exc:
             out.append(exc)
     return out
@@ -46,14 +47,14 @@ class ParallelVerifier:
 
     def verify(
         self, txs: list[Any], suite: CryptoSuite, network_id: int
-    ) -> list[TablechainError | None]:
+    ) -> list[SignedTransaction | TablechainError]:
         if len(txs) < _INLINE_BELOW or self.workers == 1:
             return verify_chunk(txs, suite.name, network_id)
         size = -(-len(txs) // (self.workers * 4))
         chunks = [txs[i : i + size] for i in range(0, len(txs), size)]
         pool = self._get_pool()
         futures = [pool.submit(verify_chunk, c, suite.name, network_id) for c in chunks]
-        out: list[TablechainError | None] = []
+        out: list[SignedTransaction | TablechainError] = []
         for f in futures:
             out.extend(f.result())
         return out
