@@ -386,11 +386,16 @@ class ValidatorActor:
         return self.node.ledger.block(height)
 
     def table_rows(self, owner: str, name: str) -> list[dict[str, Any]]:
-        """Every row of a table, read as its owner, sorted by their canonical JSON."""
-        from tablechain.crypto import canonical_json
+        """Every row of a table, read as its owner, in the ledger's row order (``_tc_rowid``)."""
+        from tablechain.ledger.query import MAX_LIMIT
 
-        rows = self.node.ledger.read(owner, name, [[]], owner)
-        return sorted(rows, key=lambda r: canonical_json(r))
+        rows: list[dict[str, Any]] = []
+        while True:
+            page = self.node.ledger.read(
+                owner, name, [[], {"$limit": {"index": len(rows), "total": MAX_LIMIT}}], owner)
+            rows.extend(page)
+            if len(page) < MAX_LIMIT:
+                return rows
 
     def shutdown(self) -> None:
         """Stop serving and close the database (the actor stays until it is killed)."""
