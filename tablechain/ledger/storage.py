@@ -14,7 +14,7 @@ from sqlalchemy.engine import Engine
 
 from tablechain.ledger.query import prepare_engine
 
-__all__ = ["LedgerTables", "create_ledger_engine", "physical_table_name"]
+__all__ = ["LedgerTables", "READ_ONLY", "create_ledger_engine", "physical_table_name"]
 
 
 def physical_table_name(name_in_db: str) -> str:
@@ -28,6 +28,9 @@ def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
     cur.execute("PRAGMA synchronous=NORMAL")  # durable across process crashes in WAL mode
     cur.execute("PRAGMA foreign_keys=ON")
     cur.close()
+
+
+READ_ONLY = "tablechain_read_only"  # execution option of connections that only read
 
 
 def create_ledger_engine(url: str) -> Engine:
@@ -49,7 +52,12 @@ def _create_engine(url: str) -> Engine:
 
         @sa.event.listens_for(engine, "begin")
         def _begin(conn: Any) -> None:
-            conn.exec_driver_sql("BEGIN IMMEDIATE")
+            # Writers take the write lock up front; readers (READ_ONLY connections) read a WAL
+            # snapshot and never wait for a writer, e.g. for a block executed but not committed.
+            if conn.get_execution_options().get(READ_ONLY):
+                conn.exec_driver_sql("BEGIN")
+            else:
+                conn.exec_driver_sql("BEGIN IMMEDIATE")
 
         return engine
     if url.startswith("mysql") or url.startswith("mariadb"):
