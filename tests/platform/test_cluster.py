@@ -163,7 +163,12 @@ def test_sigkill_mid_block_restarts_and_catches_up(cluster: RayCluster,
     loader.start()
     try:
         time.sleep(1.0)
-        old = cluster.kill("v3")  # SIGKILL the worker process while blocks are being cut
+        # SIGKILL the worker process mid-block: while it holds an executed, uncommitted block
+        # (it has voted on a proposal), if that is seen within a few seconds.
+        deadline = time.monotonic() + 5
+        while cluster.call("v3", "status")["step"] == "propose" and time.monotonic() < deadline:
+            pass
+        old = cluster.kill("v3")
         info = cluster.wait_restarted("v3", old)
         assert info["pid"] != old
         time.sleep(1.0)
@@ -174,6 +179,7 @@ def test_sigkill_mid_block_restarts_and_catches_up(cluster: RayCluster,
     for vid in ("v0", "v1"):
         wait_committed(cluster, vid, [h for v, h in sent if v == vid])
     head = max(cluster.wait_height(0).values())
+    assert info["height"] < head  # it restarted behind: the blocks it missed came from peers
     cluster.wait_height(head, timeout=90)
     blocks = {vid: cluster.call(vid, "block", head) for vid in cluster.ids}
     assert len({b["hash"] for b in blocks.values()}) == 1
