@@ -10,8 +10,9 @@ A data directory holds:
 ``init_datadir`` creates a new chain in an empty directory; ``load_settings`` reads it back and
 ``open_node`` assembles a ``Node`` from it. ``init_cluster`` creates a chain of several
 validators: one data directory per validator (``v0`` ..) under a root holding
-``cluster.json``, read back by ``load_cluster`` (see ``tablechain.platform.cluster``). Nothing here runs at import time, and the ledger is
-imported only when a node is actually opened, so the CLI stays quick to start.
+``cluster.json``, read back by ``load_cluster`` (see ``tablechain.platform.cluster``).
+Nothing here runs at import time, and the ledger is imported only when a node is actually
+opened, so the CLI stays quick to start.
 """
 
 from __future__ import annotations
