@@ -161,7 +161,7 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--accounts", type=int, default=200)
     parser.add_argument("--batch", type=int, default=250, help="transactions per submit call")
     parser.add_argument("--paced-seconds", type=float, default=None)
-    parser.add_argument("--paced-fraction", type=float, default=0.6,
+    parser.add_argument("--paced-fraction", type=float, default=0.4,
                         help="offered rate in the paced run, as a fraction of the throughput")
     parser.add_argument("--max-block-txs", type=int, default=2000)
     parser.add_argument("--max-block-wait-ms", type=int, default=100)

@@ -117,3 +117,16 @@ def test_cluster_up_detach_then_down(ray_session: Any, tmp_path: Path) -> None:
     assert down.returncode == 0, down.stderr
     status = CliRunner().invoke(app, ["cluster", "status", "--dir", str(root)])
     assert status.exit_code == 1 and "no validator" in status.output
+
+
+def test_a_validator_whose_directory_is_in_use_fails_clearly(ray_session: Any,
+                                                             tmp_path: Path) -> None:
+    from tablechain.platform.cluster import ClusterError, RayCluster
+    from tablechain.platform.config import datadir_lock, init_cluster
+
+    layout = init_cluster(tmp_path / "locked", 1)
+    cluster = RayCluster(layout, max_restarts=0)
+    with datadir_lock(layout.members[0].datadir):
+        with pytest.raises(ClusterError, match="another node is running"):
+            cluster.start(timeout=90)
+    cluster.shutdown()
