@@ -53,3 +53,18 @@ def db_url(request: pytest.FixtureRequest, tmp_path) -> Iterator[str]:  # type: 
         yield from _fresh_server_database(PG_ADMIN_URL, "PostgreSQL")
     else:
         yield from _fresh_server_database(MARIADB_ADMIN_URL, "MariaDB")
+
+
+@pytest.fixture(scope="session")
+def ray_session() -> Iterator[object]:
+    """One local Ray instance for the whole test session (never one per test): loopback only,
+    no dashboard, two CPUs, and the custom resources ``validator-v0`` .. ``validator-v7`` that
+    place validator actors. Tests that use it are marked ``ray``."""
+    from tablechain.platform.cluster import init_ray
+
+    ray = init_ray(validators=[f"v{i}" for i in range(8)], num_cpus=2,
+                   namespace=f"tablechain-tests-{os.getpid()}")
+    try:
+        yield ray
+    finally:
+        ray.shutdown()

@@ -44,7 +44,7 @@ from tablechain.ledger.execution import (
     table_grants,
 )
 from tablechain.ledger.state import StateOverlay
-from tablechain.ledger.storage import LedgerTables, create_ledger_engine
+from tablechain.ledger.storage import READ_ONLY, LedgerTables, create_ledger_engine
 from tablechain.ledger.tables import TableEngine, TableMeta
 from tablechain.ledger.transactions import CryptoSuite, SignedTransaction, parse_transaction
 
@@ -172,10 +172,8 @@ class Ledger:
     ) -> None:
         self.url = url
         self.engine: Engine = create_ledger_engine(url)
-        # Reads use their own engine (on SQLite: deferred transactions, see storage.py).
-        self.read_engine: Engine = (
-            create_ledger_engine(url, writer=False) if url.startswith("sqlite") else self.engine
-        )
+        # Reads of committed data: on SQLite they must not queue behind an open PendingBlock.
+        self._reads: Engine = self.engine.execution_options(**{READ_ONLY: True})
         self.genesis = genesis
         self.suite = genesis.crypto_suite
         if admission is None and genesis.admission.get("enabled"):
@@ -239,7 +237,7 @@ class Ledger:
         self._head = self._load_head()
 
     def _load_head(self) -> BlockHeader:
-        with self.read_engine.connect() as conn:
+        with self._reads.connect() as conn:
             row = conn.execute(
                 sa.select(self.t.blocks.c.header).order_by(self.t.blocks.c.height.desc()).limit(1)
             ).scalar_one()
@@ -373,7 +371,7 @@ class Ledger:
     @contextmanager
     def reader(self) -> Iterator[tuple[StateOverlay, TableEngine]]:
         """A read-only view of committed state."""
-        with self.read_engine.connect() as conn:
+        with self._reads.connect() as conn:
             state = StateOverlay(conn, self.t)
             yield state, TableEngine(conn, state, self.suite.hash)
             conn.rollback()
@@ -398,7 +396,7 @@ class Ledger:
             }
 
     def block(self, height: int) -> dict[str, Any]:
-        with self.read_engine.connect() as conn:
+        with self._reads.connect() as conn:
             row = conn.execute(
                 sa.select(self.t.blocks).where(self.t.blocks.c.height == height)
             ).one_or_none()
@@ -418,7 +416,7 @@ class Ledger:
         }
 
     def transaction(self, tx_hash: str) -> dict[str, Any]:
-        with self.read_engine.connect() as conn:
+        with self._reads.connect() as conn:
             row = conn.execute(
                 sa.select(self.t.txs).where(self.t.txs.c.hash == tx_hash)
             ).one_or_none()
@@ -444,7 +442,6 @@ class Ledger:
 
     def close(self) -> None:
         self.engine.dispose()
-        self.read_engine.dispose()
 
 
 def rebuild(

@@ -14,7 +14,7 @@ from sqlalchemy.engine import Engine
 
 from tablechain.ledger.query import prepare_engine
 
-__all__ = ["LedgerTables", "create_ledger_engine", "physical_table_name"]
+__all__ = ["LedgerTables", "READ_ONLY", "create_ledger_engine", "physical_table_name"]
 
 
 def physical_table_name(name_in_db: str) -> str:
@@ -30,20 +30,17 @@ def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
     cur.close()
 
 
-def create_ledger_engine(url: str, writer: bool = True) -> Engine:
-    """An engine for ``url`` with the settings the ledger relies on.
+READ_ONLY = "tablechain_read_only"  # execution option of connections that only read
 
-    On SQLite a writer's transactions take the write lock up front (``BEGIN IMMEDIATE``), so two
-    writers never deadlock on lock upgrade; a reader's are deferred, so that reads (RPC,
-    admission checks) never wait for a block that is open while consensus votes on it (WAL
-    gives them the last committed snapshot).
-    """
-    engine = _create_engine(url, writer)
+
+def create_ledger_engine(url: str) -> Engine:
+    """An engine for ``url`` with the settings the ledger relies on."""
+    engine = _create_engine(url)
     prepare_engine(engine)
     return engine
 
 
-def _create_engine(url: str, writer: bool = True) -> Engine:
+def _create_engine(url: str) -> Engine:
     if url.startswith("sqlite"):
         engine = sa.create_engine(url, connect_args={"check_same_thread": False, "timeout": 30})
         sa.event.listen(engine, "connect", _sqlite_pragmas)
@@ -55,7 +52,12 @@ def _create_engine(url: str, writer: bool = True) -> Engine:
 
         @sa.event.listens_for(engine, "begin")
         def _begin(conn: Any) -> None:
-            conn.exec_driver_sql("BEGIN IMMEDIATE" if writer else "BEGIN")
+            # Writers take the write lock up front; readers (READ_ONLY connections) read a WAL
+            # snapshot and never wait for a writer, e.g. for a block executed but not committed.
+            if conn.get_execution_options().get(READ_ONLY):
+                conn.exec_driver_sql("BEGIN")
+            else:
+                conn.exec_driver_sql("BEGIN IMMEDIATE")
 
         return engine
     if url.startswith("mysql") or url.startswith("mariadb"):

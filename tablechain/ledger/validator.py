@@ -140,7 +140,8 @@ class LedgerApplication:
         self.node = node
         self.ledger = node.ledger
         self.clock = clock
-        self._pending: tuple[bytes, PendingBlock] | None = None
+        # The block executed and held open for a vote: (its hash, the pending commit, its bytes).
+        self._pending: tuple[bytes, PendingBlock, bytes] | None = None
         self._results: OrderedDict[bytes, ExecutionResult | None] = OrderedDict()
         self._verified: OrderedDict[bytes, None] = OrderedDict()  # tx hashes checked here
         self._first_wait: float | None = None
@@ -195,13 +196,14 @@ class LedgerApplication:
         self._abort_pending()
         pending = self.ledger.execute(txs, self.clock(), self.node.address)
         block_hash = bytes.fromhex(pending.hash)
-        self._pending = (block_hash, pending)
+        data = encode_block(pending.header, txs)
+        self._pending = (block_hash, pending, data)
         self._first_wait = None
         for tx in txs:
             self._remember_verified(tx.hash)
         result = ExecutionResult(block_hash, bytes.fromhex(pending.header.state_root))
         self._remember_result(block_hash, result)
-        return ProposedBlock(encode_block(pending.header, txs), block_hash)
+        return ProposedBlock(data, block_hash)
 
     def _remember_verified(self, tx_hash: bytes) -> None:
         self._verified[tx_hash] = None
@@ -230,11 +232,21 @@ class LedgerApplication:
             self._remember_verified(tx.hash)
         return parsed
 
+    def _held(self, block: bytes) -> tuple[bytes, PendingBlock] | None:
+        """The pending block when ``block`` is its encoding: no need to decode it again (the
+        proposer validates its own proposal, and every validator commits what it executed)."""
+        if self._pending is not None and self._pending[2] == block:
+            return self._pending[0], self._pending[1]
+        return None
+
     def _execute(self, height: int, block: bytes) -> tuple[bytes, PendingBlock] | None:
+        held = self._held(block)
+        if held is not None:
+            return held
         header, raw = decode_block(block)
         block_hash = bytes.fromhex(header.hash(self.ledger.suite))
         if self._pending is not None and self._pending[0] == block_hash:
-            return self._pending
+            return self._pending[0], self._pending[1]
         if header.height != height or height != self.ledger.height + 1:
             return None
         if header.parent_hash != self.ledger.head.hash(self.ledger.suite):
@@ -247,10 +259,13 @@ class LedgerApplication:
         if pending.header != header:
             pending.abort()
             return None
-        self._pending = (block_hash, pending)
-        return self._pending
+        self._pending = (block_hash, pending, block)
+        return block_hash, pending
 
     def validate_block(self, height: int, block: bytes) -> ExecutionResult | None:
+        held = self._held(block)
+        if held is not None:
+            return ExecutionResult(held[0], bytes.fromhex(held[1].header.state_root))
         try:
             header, _ = decode_block(block)
             block_hash = bytes.fromhex(header.hash(self.ledger.suite))

@@ -15,6 +15,8 @@ tablechain table delete NAME [COND_JSON ...] [--owner ADDR] [--strict]
 tablechain table get NAME [RAW_JSON] [--owner ADDR]
 tablechain table drop NAME | rename NAME NEW_NAME | info NAME
 tablechain tx HASH
+tablechain cluster init|up [--validators N] [--dir DIR] [--base-port P] [--address RAY] [--detach]
+tablechain cluster status [--dir DIR] | down [--dir DIR] --address RAY
 ```
 Commands that talk to a node take ``--url`` (env ``TABLECHAIN_URL``, default
 ``http://127.0.0.1:5005``) and, to sign, ``--key FILE`` (env ``TABLECHAIN_KEY``). Every command
@@ -49,7 +51,10 @@ account_app = typer.Typer(no_args_is_help=True, help="Accounts (keys) and their 
 table_app = typer.Typer(no_args_is_help=True, help="Table transactions and signed reads.")
 app.add_typer(node_app, name="node")
 app.add_typer(account_app, name="account")
+cluster_app = typer.Typer(no_args_is_help=True,
+                          help="A local network of BFT validators, each a Ray actor.")
 app.add_typer(table_app, name="table")
+app.add_typer(cluster_app, name="cluster")
 
 try:
     from tablechain.platform.ca_cli import app as ca_app
@@ -483,6 +488,175 @@ def tx_command(tx_hash: str, url: UrlOpt = DEFAULT_URL, as_json: JsonOpt = False
             ("message", receipt.get("message") or ""), ("details", receipt.get("details")),
             ("type", record["tx"].get("TransactionType")), ("account", record["tx"]["Account"]),
         ]))
+
+
+# --- cluster -----------------------------------------------------------------------------------
+
+DirOpt = Annotated[Path, typer.Option("--dir", help="The cluster directory.")]
+DEFAULT_CLUSTER_DIR = Path("tablechain-cluster")
+
+
+def _init_or_load_cluster(root: Path, validators: int | None, base_port: int,
+                          max_block_txs: int | None, max_block_wait_ms: int | None,
+                          network_id: int | None, scheme: str) -> Any:
+    from tablechain.platform.config import CLUSTER_FILE, init_cluster, load_cluster
+
+    if (root / CLUSTER_FILE).exists():
+        layout = load_cluster(root)
+        if validators is not None and validators != len(layout.members):
+            raise ConfigError(f"{root} holds a cluster of {len(layout.members)} validators, "
+                              f"not {validators}")
+        return layout
+    return init_cluster(root, 4 if validators is None else validators, scheme=scheme,
+                        base_port=base_port, max_block_txs=max_block_txs,
+                        max_block_wait_ms=max_block_wait_ms, network_id=network_id)
+
+
+def _print_cluster(layout: Any, urls: dict[str, str], as_json: bool) -> None:
+    if as_json:
+        _print_json({"dir": str(layout.root), "chain": layout.chain,
+                     "namespace": layout.namespace, "validators": urls})
+        return
+    table = Table(title=f"cluster {layout.root} (chain {layout.chain[:16]}...)",
+                  title_justify="left")
+    for name in ("validator", "rpc", "datadir"):
+        table.add_column(name)
+    for m in layout.members:
+        table.add_row(m.validator_id, urls.get(m.validator_id, ""), str(m.datadir))
+    out.print(table)
+    sys.stdout.flush()
+
+
+@cluster_app.command("init")
+@_handled
+def cluster_init(
+    validators: Annotated[int, typer.Option("--validators", help="How many (3f+1).")] = 4,
+    root: DirOpt = DEFAULT_CLUSTER_DIR,
+    base_port: Annotated[int, typer.Option("--base-port",
+                                           help="vi serves on P+i; 0: free ports.")] = 0,
+    max_block_txs: Annotated[int | None, typer.Option("--max-block-txs")] = None,
+    max_block_wait_ms: Annotated[int | None, typer.Option("--max-block-wait-ms")] = None,
+    network_id: Annotated[int | None, typer.Option("--network-id")] = None,
+    scheme: Annotated[str, typer.Option("--scheme", help="secp256k1 or ed25519.")] = "secp256k1",
+    as_json: JsonOpt = False,
+) -> None:
+    """Create a genesis naming N validator keys and one data directory per validator."""
+    from tablechain.platform.config import init_cluster
+
+    layout = init_cluster(root, validators, scheme=scheme, base_port=base_port,
+                          max_block_txs=max_block_txs, max_block_wait_ms=max_block_wait_ms,
+                          network_id=network_id)
+    _print_cluster(layout, {m.validator_id: f"port {m.rpc_port or 'any'}"
+                            for m in layout.members}, as_json)
+
+
+@cluster_app.command("up")
+@_handled
+def cluster_up(
+    validators: Annotated[int | None, typer.Option(
+        "--validators", help="How many (3f+1); default 4, or what DIR holds.")] = None,
+    root: DirOpt = DEFAULT_CLUSTER_DIR,
+    base_port: Annotated[int, typer.Option("--base-port",
+                                           help="vi serves on P+i; 0: free ports.")] = 0,
+    address: Annotated[str | None, typer.Option(
+        "--address", help="A running Ray cluster (host:port); default: start one here.")] = None,
+    num_cpus: Annotated[int | None, typer.Option("--num-cpus",
+                                                 help="CPUs of the local Ray.")] = None,
+    detach: Annotated[bool, typer.Option(
+        "--detach", help="Leave the actors running and exit (needs --address).")] = False,
+    max_block_txs: Annotated[int | None, typer.Option("--max-block-txs")] = None,
+    max_block_wait_ms: Annotated[int | None, typer.Option("--max-block-wait-ms")] = None,
+    network_id: Annotated[int | None, typer.Option("--network-id")] = None,
+    scheme: Annotated[str, typer.Option("--scheme", help="secp256k1 or ed25519.")] = "secp256k1",
+    as_json: JsonOpt = False,
+) -> None:
+    """Start the validators of DIR (creating it first if needed) as Ray actors, print their
+    RPC endpoints and run until Ctrl-C (or, with --detach, leave them running)."""
+    import signal
+    import threading
+
+    from tablechain.platform.cluster import RayCluster, init_ray
+
+    if detach and address is None:
+        raise ConfigError("--detach needs --address: the actors must outlive this process on a "
+                          "Ray cluster started with `ray start --head` (see docs/cluster.md)")
+    layout = _init_or_load_cluster(root, validators, base_port, max_block_txs,
+                                   max_block_wait_ms, network_id, scheme)
+    ray = init_ray(address, validators=layout.ids, num_cpus=num_cpus,
+                   namespace=layout.namespace)
+    cluster = RayCluster(layout, detached=detach)
+    try:
+        urls = cluster.start()
+        _print_cluster(layout, urls, as_json)
+        if detach:
+            err.print(f"detached; stop with: tablechain cluster down --dir {layout.root} "
+                      f"--address {address}")
+            return
+        err.print("running; Ctrl-C stops the cluster")
+        stopping = threading.Event()
+        previous = {sig: signal.signal(sig, lambda *_: stopping.set())
+                    for sig in (signal.SIGINT, signal.SIGTERM)}
+        try:
+            while not stopping.wait(0.5):
+                pass
+        finally:
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
+        cluster.shutdown()
+        err.print("cluster stopped")
+    except BaseException:
+        if not detach:
+            cluster.shutdown()
+        raise
+    finally:
+        ray.shutdown()
+
+
+@cluster_app.command("status")
+@_handled
+def cluster_status_command(
+    root: DirOpt = DEFAULT_CLUSTER_DIR,
+    as_json: JsonOpt = False,
+) -> None:
+    """Each validator's height, round, step, proposer (leader) and how far it is behind."""
+    from tablechain.platform.cluster import cluster_status, require_urls
+    from tablechain.platform.config import load_cluster
+
+    rows = cluster_status(require_urls(load_cluster(root)))
+    if as_json:
+        _print_json(rows)
+        return
+    table = Table(title=f"cluster {root}", title_justify="left")
+    columns = ("validator", "url", "height", "behind", "round", "step", "proposer", "mempool")
+    for name in columns:
+        table.add_column(name)
+    for r in rows:
+        if "error" in r:
+            table.add_row(r["validator"], r["url"] or "-", "down", "", "", "",
+                          "", r["error"][:60])
+        else:
+            table.add_row(*("" if r.get(c) is None else str(r[c]) for c in columns))
+    out.print(table)
+
+
+@cluster_app.command("down")
+@_handled
+def cluster_down(
+    root: DirOpt = DEFAULT_CLUSTER_DIR,
+    address: Annotated[str, typer.Option("--address",
+                                         help="The Ray cluster the actors run on.")] = "auto",
+) -> None:
+    """Stop the validators of DIR that run (detached) on a Ray cluster."""
+    from tablechain.platform.cluster import RayCluster, init_ray
+    from tablechain.platform.config import load_cluster
+
+    layout = load_cluster(root)
+    ray = init_ray(address, namespace=layout.namespace)
+    try:
+        RayCluster(layout).shutdown()
+    finally:
+        ray.shutdown()
+    err.print(f"stopped the validators of {layout.root}")
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -8,8 +8,11 @@ A data directory holds:
 - ``node.db``: the embedded SQLite database (default ``db_url``), created on first start.
 
 ``init_datadir`` creates a new chain in an empty directory; ``load_settings`` reads it back and
-``open_node`` assembles a ``Node`` from it. Nothing here runs at import time, and the ledger is
-imported only when a node is actually opened, so the CLI stays quick to start.
+``open_node`` assembles a ``Node`` from it. ``init_cluster`` creates a chain of several
+validators: one data directory per validator (``v0`` ..) under a root holding
+``cluster.json``, read back by ``load_cluster`` (see ``tablechain.platform.cluster``).
+Nothing here runs at import time, and the ledger is imported only when a node is actually
+opened, so the CLI stays quick to start.
 """
 
 from __future__ import annotations
@@ -34,6 +37,7 @@ from tablechain.crypto import (
     private_key_from_bytes,
 )
 from tablechain.crypto.keys import CryptoError
+from tablechain.errors import TablechainError
 from tablechain.platform.errors import ConfigError, DataDirLocked
 
 if TYPE_CHECKING:
@@ -54,6 +58,10 @@ __all__ = [
     "write_key_file",
     "national_available",
     "rpc_url_of",
+    "ClusterLayout",
+    "ClusterMember",
+    "init_cluster",
+    "load_cluster",
 ]
 
 DEFAULT_HOST = "127.0.0.1"
@@ -64,6 +72,8 @@ NODE_FILE = "node.json"
 KEY_FILE = "validator.key"
 LOCK_FILE = "LOCK"
 RPC_URL_FILE = "rpc.url"
+CLUSTER_FILE = "cluster.json"
+SIGNER_STATE_FILE = "signer.state"
 DATADIR_TOKEN = "{datadir}"  # noqa: S105 - a path placeholder, not a secret
 _DEFAULT_DB = "sqlite:///{datadir}/node.db"
 
@@ -339,3 +349,146 @@ def rpc_url_of(settings: NodeSettings) -> str:
     except OSError:
         text = ""
     return text or f"http://{settings.rpc_host}:{settings.rpc_port}"
+
+
+# --- a set of validator data directories (a local cluster) -----------------------------------
+
+
+@dataclass(frozen=True)
+class ClusterMember:
+    """One validator of a cluster: its id in genesis, data directory and RPC port (0: any)."""
+
+    validator_id: str
+    datadir: Path
+    rpc_port: int
+
+
+@dataclass(frozen=True)
+class ClusterLayout:
+    """The contents of ``cluster.json``: the chain, the Ray namespace and the validators."""
+
+    root: Path
+    chain: str
+    namespace: str
+    members: tuple[ClusterMember, ...]
+    consensus: Mapping[str, Any] = field(default_factory=dict)
+
+    def member(self, validator_id: str) -> ClusterMember:
+        for m in self.members:
+            if m.validator_id == validator_id:
+                return m
+        raise ConfigError(f"{validator_id!r} is not a validator of the cluster in {self.root}")
+
+    @property
+    def ids(self) -> tuple[str, ...]:
+        return tuple(m.validator_id for m in self.members)
+
+
+def init_cluster(root: str | os.PathLike[str], validators: int = 4, *,
+                 scheme: str = "secp256k1", network_id: int | None = None,
+                 chain_name: str = "tablechain", host: str = DEFAULT_HOST, base_port: int = 0,
+                 max_block_txs: int | None = None, max_block_wait_ms: int | None = None,
+                 timestamp_ms: int | None = None,
+                 consensus: Mapping[str, Any] | None = None) -> ClusterLayout:
+    """Create ``validators`` data directories ``root/v0 .. root/v{n-1}`` sharing one genesis that
+    names all of them (ids ``v0``..), and ``root/cluster.json`` describing the set.
+
+    Validator ``vi`` serves RPC on ``base_port + i`` (every one on a free port when
+    ``base_port`` is 0).
+    """
+    from tablechain.ledger.chain import Genesis
+
+    if not 1 <= validators <= 100:
+        raise ConfigError("a cluster has 1 to 100 validators")
+    if scheme not in SCHEMES or scheme == "sm2":
+        raise ConfigError(f"validator keys are secp256k1 or ed25519, not {scheme!r}")
+    if base_port and not 1024 <= base_port <= 65535 - validators:
+        raise ConfigError(f"--base-port must leave room for {validators} ports below 65536")
+    path = Path(root)
+    path.mkdir(parents=True, exist_ok=True)
+    path = path.resolve()
+    if (path / CLUSTER_FILE).exists():
+        raise ConfigError(f"{path / CLUSTER_FILE} already exists; {path} already holds a cluster")
+    ids = [f"v{i}" for i in range(validators)]
+    for vid in ids:
+        if (path / vid).exists() and any((path / vid).iterdir()):
+            raise ConfigError(f"{path / vid} is not empty")
+    if network_id is None:
+        network_id = 1000 + secrets.randbelow((1 << 31) - 1000)
+    if not 0 <= network_id < 1 << 32:
+        raise ConfigError("network id must be within 0 .. 2^32-1")
+    if consensus:
+        _check_consensus(consensus)
+    keys = [generate_private_key(scheme) for _ in ids]
+    defaults = Genesis()
+    genesis = Genesis(
+        chain_name=chain_name, network_id=network_id, suite="international",
+        timestamp_ms=int(time.time() * 1000) if timestamp_ms is None else timestamp_ms,
+        validators=tuple({"id": vid, "scheme": scheme,
+                          "public_key": key.public_key.to_bytes().hex()}
+                         for vid, key in zip(ids, keys, strict=True)),
+        max_block_txs=max_block_txs or defaults.max_block_txs,
+        max_block_wait_ms=max_block_wait_ms or defaults.max_block_wait_ms,
+    )
+    genesis_text = json.dumps(genesis.to_json(), indent=2) + "\n"
+    members = []
+    for i, (vid, key) in enumerate(zip(ids, keys, strict=True)):
+        datadir = path / vid
+        datadir.mkdir(exist_ok=True)
+        port = base_port + i if base_port else 0
+        settings = NodeSettings(datadir=datadir, key_scheme=scheme, rpc_host=host,
+                                rpc_port=port, extra={"validator_id": vid})
+        _write_plain(datadir, key)
+        (datadir / GENESIS_FILE).write_text(genesis_text, encoding="utf-8")
+        (datadir / NODE_FILE).write_text(json.dumps(settings.to_json(), indent=2) + "\n",
+                                         encoding="utf-8")
+        members.append(ClusterMember(vid, datadir, port))
+    (path / GENESIS_FILE).write_text(genesis_text, encoding="utf-8")
+    chain = genesis.hash()
+    layout = ClusterLayout(path, chain, f"tablechain-{chain[:16]}", tuple(members),
+                           dict(consensus or {}))
+    (path / CLUSTER_FILE).write_text(json.dumps({
+        "chain": chain, "namespace": layout.namespace, "consensus": dict(layout.consensus),
+        "validators": [{"id": m.validator_id, "datadir": m.validator_id, "rpc_port": m.rpc_port}
+                       for m in members],
+    }, indent=2) + "\n", encoding="utf-8")
+    return layout
+
+
+def _check_consensus(obj: Mapping[str, Any]) -> None:
+    from tablechain.ledger.consensus import ConsensusConfig
+
+    try:
+        ConsensusConfig(**dict(obj))
+    except TypeError as exc:
+        raise ConfigError(f"cluster.json: unknown consensus setting: {exc}") from None
+    except TablechainError as exc:
+        raise ConfigError(f"cluster.json: {exc.message}") from None
+
+
+def load_cluster(root: str | os.PathLike[str]) -> ClusterLayout:
+    """Read ``cluster.json`` of a cluster directory made by ``init_cluster``."""
+    path = Path(root).resolve()
+    obj = _read_json(path / CLUSTER_FILE)
+    if not isinstance(obj, dict) or not isinstance(obj.get("validators"), list):
+        raise ConfigError(f"{path / CLUSTER_FILE} must hold an object with a validators list")
+    chain, namespace = obj.get("chain"), obj.get("namespace")
+    if not isinstance(chain, str) or not isinstance(namespace, str) or not namespace:
+        raise ConfigError(f"{path / CLUSTER_FILE}: chain and namespace must be strings")
+    consensus = obj.get("consensus") or {}
+    if not isinstance(consensus, dict):
+        raise ConfigError(f"{path / CLUSTER_FILE}: consensus must be an object")
+    _check_consensus(consensus)
+    members = []
+    for item in obj["validators"]:
+        if not isinstance(item, dict):
+            raise ConfigError(f"{path / CLUSTER_FILE}: each validator is an object")
+        vid, sub, port = item.get("id"), item.get("datadir"), item.get("rpc_port", 0)
+        if not isinstance(vid, str) or not vid or not isinstance(sub, str) or not sub:
+            raise ConfigError(f"{path / CLUSTER_FILE}: a validator needs an id and a datadir")
+        if not isinstance(port, int) or isinstance(port, bool) or not 0 <= port <= 65535:
+            raise ConfigError(f"{path / CLUSTER_FILE}: rpc_port of {vid} must be 0..65535")
+        members.append(ClusterMember(vid, (path / sub).resolve(), port))
+    if not members or len({m.validator_id for m in members}) != len(members):
+        raise ConfigError(f"{path / CLUSTER_FILE}: validator ids must be present and unique")
+    return ClusterLayout(path, chain, namespace, tuple(members), consensus)
