@@ -28,6 +28,7 @@ lint: $(STAMP)
 
 soak: $(STAMP)
 	RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0 TABLECHAIN_SOAK_SEEDS=10000 $(BIN)/python -m pytest -q -n 2 -p no:cacheprovider tests/ledger/test_consensus_sim.py -k soak
+	RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0 TABLECHAIN_CATCHUP_BLOCKS=10000 $(BIN)/python -m pytest -q -p no:cacheprovider tests/e2e/test_cluster_catchup.py
 
 clean:
 	rm -rf $(VENV)

@@ -42,6 +42,7 @@ class NodeConfig:
     max_block_txs: int | None = None  # default from genesis
     max_block_wait_ms: int | None = None
     mempool_size: int = 100_000
+    verify_workers: int | None = None  # signature-verification processes (default: one a core)
 
 
 @dataclass(frozen=True)
@@ -120,7 +121,7 @@ class Node:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self.admission = admission or self.ledger.admission
-        self._verifier = ParallelVerifier()
+        self._verifier = ParallelVerifier(self.config.verify_workers)
 
     # --- admission of transactions -----------------------------------------------------------
 

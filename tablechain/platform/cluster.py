@@ -306,7 +306,6 @@ class ValidatorActor:
         from tablechain.ledger.consensus import ConsensusConfig
         from tablechain.ledger.node import NodeConfig
         from tablechain.ledger.validator import ValidatorNode
-        from tablechain.ledger.verifier import ParallelVerifier
         from tablechain.platform.server import serve_in_thread
 
         logging.basicConfig(level=logging.INFO,
@@ -323,11 +322,11 @@ class ValidatorActor:
         self.transport = RayTransport(spec.validator_id, spec.peers, spec.namespace)
         config = NodeConfig(max_block_txs=settings.max_block_txs,
                             max_block_wait_ms=settings.max_block_wait_ms,
-                            mempool_size=settings.mempool_size)
+                            mempool_size=settings.mempool_size,
+                            verify_workers=spec.verify_workers)
         self.node: ValidatorNode = ValidatorNode(
             settings.resolved_db_url, genesis, key, spec.validator_id, self.transport, config,
             ConsensusConfig(**dict(spec.consensus)), settings.datadir / SIGNER_STATE_FILE)
-        self.node._verifier = ParallelVerifier(spec.verify_workers)
         self._commits: OrderedDict[str, float] = OrderedDict()
         self.node.subscribe(self._on_event)
         port = settings.rpc_port if spec.rpc_port is None else spec.rpc_port
