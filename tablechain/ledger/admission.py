@@ -19,6 +19,7 @@ All validators apply revocations at the same height, because they are transactio
 
 from __future__ import annotations
 
+import re
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -45,7 +46,7 @@ __all__ = [
 ]
 
 CERTIFICATE_TX = "CertificateSet"
-_FP_LEN = 64
+_FINGERPRINT = re.compile(r"[0-9a-f]{64}")
 _MAX_PEM = 64 * 1024
 
 
@@ -161,13 +162,17 @@ class CertificateAdmission:
         verifier = self._verifier(state)
         if verifier is None:
             return
+        admitted: dict[tuple[str, bytes], bool] = state.memo.setdefault("admission", {})
+        memo_key = (tx.certificate or "", tx.public_key.to_bytes())
+        if memo_key in admitted:  # same certificate, same signer, same block time, no CA change
+            return
         if not tx.certificate:
             raise CertificateRequired(
                 "admission is on: attach your certificate chain (PEM) or "
                 "its registered fingerprint as Certificate"
             )
         text = tx.certificate
-        if len(text) == _FP_LEN and all(c in "0123456789abcdef" for c in text):
+        if _FINGERPRINT.fullmatch(text):
             stored = state.get(f"cert/{text}")
             if stored is not None:
                 if not verifier.is_registered(text):
@@ -191,6 +196,7 @@ class CertificateAdmission:
                 _register_chain(state, verifier, reference)
             else:
                 verifier.register(reference)
+        admitted[memo_key] = True
 
     def check(self, ctx: Any, tx: SignedTransaction) -> None:
         """At execution: the block's timestamp decides validity."""
@@ -246,6 +252,7 @@ class CertificateExecutor:
     def apply(self, ctx: Any, tx: SignedTransaction, txenv: Any) -> Mapping[str, Any]:
         body: CertificateSet = tx.body
         state: StateOverlay = ctx.state
+        state.memo.pop("admission", None)  # revocations and roots may change below
         config = state.get("admission/config") or {"admins": []}
         is_admin = tx.account in config.get("admins", [])
         if body.action == "register":

@@ -63,6 +63,10 @@ class StateOverlay:
         self._dirty_digests: set[str] = set()
         self._journal: list[Callable[[], None]] = []
         self._savepoints = 0
+        # Per-block memo for derived results (e.g. admission checks). Whoever writes the state a
+        # memo entry depends on must drop that entry; entries hold only successful checks, so
+        # dropping too much only costs time.
+        self.memo: dict[str, Any] = {}
 
     # --- key-value --------------------------------------------------------------------------
 

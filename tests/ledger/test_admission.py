@@ -92,9 +92,18 @@ def test_admission_end_to_end(pki, tmp_path):
     serial = load_certificates(chain.encode())[0].serial
     inter.revoke(serial, at=T0)
     crl = _pem(inter.crl(this_update=T0, next_update=T0 + 10**6), "X509 CRL")
-    r = h.run(admin, {"TransactionType": "CertificateSet", "Action": "import_crl", "CRL": crl,
-                      "Issuer": _pem(inter.certificate.der), "Certificate": certify(inter, admin)})
-    assert r.success, r
+    # Alice is admitted earlier in the same block (the check is memoised per block), then the
+    # CRL lands, then Alice again: the revocation must take effect at once.
+    before = h.sign(alice, {"TransactionType": "TableListSet", "OpType": 1, "Certificate": fp,
+                            "Tables": [{"Table": {"TableName": "t2b"}}], "Raw": PEOPLE})
+    revoke = h.sign(admin, {"TransactionType": "CertificateSet", "Action": "import_crl", "CRL": crl,
+                            "Issuer": _pem(inter.certificate.der),
+                            "Certificate": certify(inter, admin)})
+    after = h.sign(alice, {"TransactionType": "TableListSet", "OpType": 1, "Certificate": fp,
+                           "Tables": [{"Table": {"TableName": "t2c"}}], "Raw": PEOPLE})
+    receipts = h.block(before, revoke, after).receipts
+    assert [r.result for r in receipts] == ["tesSUCCESS", "tesSUCCESS", "caREVOKED"], receipts
+    alice.sequence -= 1
     assert create(alice, "t3", fp).result == "caREVOKED"
     # Only an admin revokes directly or changes roots.
     eve = Account()
