@@ -231,10 +231,11 @@ def _register_chain(state: StateOverlay, verifier: CertificateVerifier, chain: b
     fingerprint = verifier.register(chain)
     if state.get(f"cert/{fingerprint}") is None:
         state.set(f"cert/{fingerprint}", {"chain": chain.decode()})
-    for cert in load_certificates(chain)[1:]:
-        if cert.is_ca and state.get(f"ca/{cert.fingerprint}") is None:
-            state.set(f"ca/{cert.fingerprint}", {"key_id": cert.key_id})
+        for cert in verifier.registered_path(fingerprint).certificates:
+            if cert.is_ca and state.get(f"ca/{cert.fingerprint}") is None:
+                state.set(f"ca/{cert.fingerprint}", {"key_id": cert.key_id})
     return fingerprint
+
 
 
 def _text(value: str | None) -> str:
