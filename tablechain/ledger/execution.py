@@ -264,6 +264,24 @@ def _and(a: Condition | None, b: Condition | None) -> Condition | None:
     return conjoin(a, b)
 
 
+def _ruled_condition(
+    st: SQLStatement,
+    fields: Sequence[FieldDef],
+    rule: OperationRule | None,
+    rule_condition: Any,
+    txenv: TxEnvironment,
+    what: str,
+) -> Condition | None:
+    """The statement's conditions (``Raw``, ORed) ANDed with the table rule's, bound to the
+    signer and the transaction."""
+    if not isinstance(st.raw, list) or not st.raw:
+        raise BadField(f"the Raw of {what} is a non-empty list of conditions")
+    condition = _conditions(st.raw, fields)
+    if rule is not None:
+        condition = _and(condition, rule.bind(rule_condition, fields, txenv.signer, txenv.tx_hash))
+    return condition
+
+
 class TableExecutor:
     """TableListSet, SQLStatement and SQLTransaction."""
 
@@ -551,13 +569,10 @@ class TableExecutor:
         st: SQLStatement,
         txenv: TxEnvironment,
     ) -> dict:
-        if not isinstance(st.raw, list) or not st.raw:
-            raise BadField("a delete's Raw is a non-empty list of conditions ([{}] for all rows)")
-        condition = _conditions(st.raw, fields)
-        if rule is not None:
-            condition = _and(
-                condition, rule.bind(rule.delete_condition, fields, txenv.signer, txenv.tx_hash)
-            )
+        rule_condition = None if rule is None else rule.delete_condition
+        condition = _ruled_condition(
+            st, fields, rule, rule_condition, txenv, "a delete ([{}] for all rows)"
+        )
         return {"affected": ctx.tables.delete_rows(meta, condition)}
 
     def _assert(
@@ -569,11 +584,8 @@ class TableExecutor:
         st: SQLStatement,
         txenv: TxEnvironment,
     ) -> dict:
-        if not isinstance(st.raw, list) or not st.raw:
-            raise BadField("an assert's Raw is a non-empty list of conditions")
-        condition = _conditions(st.raw, fields)
-        if rule is not None:
-            condition = _and(condition, rule.bind(rule.get_condition, fields, txenv.signer))
+        rule_condition = None if rule is None else rule.get_condition
+        condition = _ruled_condition(st, fields, rule, rule_condition, txenv, "an assert")
         if ctx.tables.count_rows(meta, condition) == 0:
             raise AssertFailed(f"no row of {meta.name!r} satisfies the asserted condition")
         return {}
