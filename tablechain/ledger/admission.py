@@ -20,6 +20,7 @@ All validators apply revocations at the same height, because they are transactio
 from __future__ import annotations
 
 import re
+import threading
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -144,6 +145,11 @@ class CertificateAdmission:
 
     def __init__(self) -> None:
         self._verifiers: dict[tuple[str, ...], CertificateVerifier] = {}
+        self._submitted: set[tuple[str, bytes]] = set()  # see check_submissions
+        self._submitted_at: tuple[int, int] = (-1, -1)
+        # The verifier and its caches are not thread-safe; submissions (RPC threads) and block
+        # execution (the producer / consensus thread) share them.
+        self._lock = threading.Lock()
 
     def _verifier(self, state: StateOverlay) -> CertificateVerifier | None:
         config = state.get("admission/config")
@@ -200,7 +206,8 @@ class CertificateAdmission:
 
     def check(self, ctx: Any, tx: SignedTransaction) -> None:
         """At execution: the block's timestamp decides validity."""
-        self._admit(ctx.state, tx, ctx.env.timestamp_ms // 1000, register=True)
+        with self._lock:
+            self._admit(ctx.state, tx, ctx.env.timestamp_ms // 1000, register=True)
 
     def check_submission(self, ledger: Any, tx: SignedTransaction) -> None:
         """At submission, against committed state (consensus checks again)."""
@@ -212,12 +219,29 @@ class CertificateAdmission:
         self, ledger: Any, txs: list[SignedTransaction]
     ) -> list[TablechainError | None]:
         """``check_submission`` for a batch, with one read view; an error or None for each."""
+        with self._lock:
+            return self._check_submissions(ledger, txs)
+
+    def _check_submissions(
+        self, ledger: Any, txs: list[SignedTransaction]
+    ) -> list[TablechainError | None]:
         out: list[TablechainError | None] = []
         now = int(time.time())
+        head = ledger.height
+        if self._submitted_at != (head, now):
+            # Successes stay good while no block commits (a block may revoke) and the second
+            # is the same (validity is checked at whole seconds).
+            self._submitted_at = (head, now)
+            self._submitted.clear()
         with ledger.reader() as (state, _tables):
             for tx in txs:
+                key = (tx.certificate or "", tx.public_key.to_bytes())
+                if key in self._submitted:
+                    out.append(None)
+                    continue
                 try:
                     self._admit(state, tx, now, register=False)
+                    self._submitted.add(key)
                     out.append(None)
                 except TablechainError as exc:
                     out.append(exc)
@@ -251,6 +275,10 @@ class CertificateExecutor:
         self.admission = admission
 
     def apply(self, ctx: Any, tx: SignedTransaction, txenv: Any) -> Mapping[str, Any]:
+        with self.admission._lock:  # the shared verifier is not thread-safe
+            return self._apply(ctx, tx)
+
+    def _apply(self, ctx: Any, tx: SignedTransaction) -> Mapping[str, Any]:
         body: CertificateSet = tx.body
         state: StateOverlay = ctx.state
         state.memo.pop("admission", None)  # revocations and roots may change below
