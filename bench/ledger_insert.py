@@ -141,9 +141,10 @@ def measure_node(
     loader.join()
     if refused:
         raise SystemExit(f"{len(refused)} transactions refused at submission: {refused[0]}")
-    node.wait_for(txs[-1]["hash"] if "hash" in txs[-1] else _hash(node, txs[-1]), timeout=600)
+    last = node.wait_for(_hash(node, txs[-1]), timeout=600)
     elapsed = time.perf_counter() - start
-    head = node.ledger.height
+    # The block of the last transaction (the in-memory head may lag the database by a moment).
+    head = int(last["ledger_index"])
     receipts = [r for h in range(2, head + 1) for r in node.ledger.block(h)["receipts"]]
     node.stop()
     bad = [r for r in receipts if r["result"] != "tesSUCCESS"]
