@@ -342,21 +342,7 @@ class DealerSharing(SecretSharing):
         generate = tuple(c & ri for ri in r_bits)  # c public: local
         propagate = tuple((ri ^ c) if i == 0 else ri.copy() for i, ri in enumerate(r_bits))
         top_propagate = propagate
-        shift = 1
-        while shift < 64:
-            g_shift = tuple(g << np.uint64(shift) for g in generate)
-            if shift < 32:
-                p_shift = tuple(p << np.uint64(shift) for p in propagate)
-                both = self._and(
-                    tuple(np.stack([p, p]) for p in propagate),
-                    tuple(np.stack([gs, ps]) for gs, ps in zip(g_shift, p_shift, strict=True)),
-                )
-                generate = tuple(g ^ t[0] for g, t in zip(generate, both, strict=True))
-                propagate = tuple(t[1] for t in both)
-            else:
-                carried = self._and(propagate, g_shift)
-                generate = tuple(g ^ t for g, t in zip(generate, carried, strict=True))
-            shift *= 2
+        generate = self._prefix_carries(generate, propagate)
         # msb(x) = c63 ^ r63 ^ carry into bit 63 (= generate bit 62)
         sign = tuple(
             ((tp >> np.uint64(63)) ^ (g >> np.uint64(62))) & _ONE

@@ -215,23 +215,7 @@ class ReplicatedSharing(SecretSharing):
         """Kogge-Stone carry chain of s + t: returns (generate over [0..i], s ^ t)."""
         generate = self._and(s, t)
         propagate = tuple(s[k] ^ t[k] for k in range(3))
-        top = propagate
-        shift = 1
-        while shift < 64:
-            g_shift = tuple(g << np.uint64(shift) for g in generate)
-            if shift < 32:
-                p_shift = tuple(p << np.uint64(shift) for p in propagate)
-                both = self._and(
-                    tuple(np.stack([p, p]) for p in propagate),
-                    tuple(np.stack([gs, ps]) for gs, ps in zip(g_shift, p_shift, strict=True)),
-                )
-                generate = tuple(g ^ w[0] for g, w in zip(generate, both, strict=True))
-                propagate = tuple(w[1] for w in both)
-            else:
-                carried = self._and(propagate, g_shift)
-                generate = tuple(g ^ w for g, w in zip(generate, carried, strict=True))
-            shift *= 2
-        return generate, top
+        return self._prefix_carries(generate, propagate), propagate
 
     def _msb_parts(self, x: Parts) -> Parts:
         s, t = self._to_bits(x)

@@ -218,6 +218,34 @@ class SecretSharing(ABC):
         self.fixed = fixed
         self._costs: dict[str, OperationCost] = {}
 
+    # ------------------------------------------------------------------ boolean circuits
+    @abstractmethod
+    def _and(self, x: Parts, y: Parts) -> Parts:
+        """Bitwise AND of two boolean-shared words (one round); each trust model has its own."""
+
+    def _prefix_carries(self, generate: Parts, propagate: Parts) -> Parts:
+        """Kogge-Stone prefix over 64-bit words: the carry generated over bits [0..i].
+
+        Six AND layers; while both generate and propagate still widen (shift < 32) their two
+        ANDs go out stacked in one round.
+        """
+        shift = 1
+        while shift < 64:
+            g_shift = tuple(g << np.uint64(shift) for g in generate)
+            if shift < 32:
+                p_shift = tuple(p << np.uint64(shift) for p in propagate)
+                both = self._and(
+                    tuple(np.stack([p, p]) for p in propagate),
+                    tuple(np.stack([gs, ps]) for gs, ps in zip(g_shift, p_shift, strict=True)),
+                )
+                generate = tuple(g ^ w[0] for g, w in zip(generate, both, strict=True))
+                propagate = tuple(w[1] for w in both)
+            else:
+                carried = self._and(propagate, g_shift)
+                generate = tuple(g ^ w for g, w in zip(generate, carried, strict=True))
+            shift *= 2
+        return generate
+
     # ------------------------------------------------------------------ accounting
     def _record(self, name: str, cost: Traffic) -> None:
         entry = self._costs.get(name)
