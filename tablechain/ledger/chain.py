@@ -299,23 +299,31 @@ class Ledger:
             raise
         return PendingBlock(self, conn, txn, header, tuple(txs), tuple(receipts), ctx.tables)
 
+    def _committed_among(self, conn: Connection, hashes: Sequence[str]) -> set[str]:
+        out: set[str] = set()
+        for start in range(0, len(hashes), 500):
+            out.update(
+                conn.execute(
+                    sa.select(self.t.txs.c.hash).where(
+                        self.t.txs.c.hash.in_(hashes[start : start + 500])
+                    )
+                ).scalars()
+            )
+        return out
+
+    def committed_among(self, hashes: Sequence[str]) -> set[str]:
+        """Which of ``hashes`` (hex) are already in committed blocks."""
+        with self._reads.connect() as conn:
+            return self._committed_among(conn, hashes)
+
     def _check_fresh(self, conn: Connection, txs: Sequence[SignedTransaction]) -> None:
         """A block may not carry a transaction twice, nor one already committed."""
         hashes = [tx.hash_hex for tx in txs]
         if len(set(hashes)) != len(hashes):
             raise ChainMismatch("the block carries a transaction twice")
-        for start in range(0, len(hashes), 500):
-            seen = (
-                conn.execute(
-                    sa.select(self.t.txs.c.hash).where(
-                        self.t.txs.c.hash.in_(hashes[start : start + 500])
-                    )
-                )
-                .scalars()
-                .first()
-            )
-            if seen is not None:
-                raise ChainMismatch(f"transaction {seen} is already in a committed block")
+        seen = self._committed_among(conn, hashes)
+        if seen:
+            raise ChainMismatch(f"transaction {min(seen)} is already in a committed block")
 
     def _store_block(self, conn: Connection, block: Block, certificate: Any) -> None:
         header = block.header

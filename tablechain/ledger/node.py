@@ -121,7 +121,7 @@ class Node:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self.admission = admission or self.ledger.admission
-        self._verifier = ParallelVerifier(self.config.verify_workers)
+        self.verifier = ParallelVerifier(self.config.verify_workers)
 
     # --- admission of transactions -----------------------------------------------------------
 
@@ -131,30 +131,32 @@ class Node:
 
     def submit(self, tx_json: Any, size: int | None = None) -> SignedTransaction:
         """Admit a transaction to the mempool or raise a ``TablechainError``."""
-        tx = self.check_transaction(tx_json, size)
-        if self.admission is not None and hasattr(self.admission, "check_submission"):
-            self.admission.check_submission(self.ledger, tx)
-        try:
-            committed = self.ledger.transaction(tx.hash_hex)
-        except LedgerError:
-            committed = None
-        if committed is not None:
-            raise BadNonce(
-                f"transaction {tx.hash_hex} is already in block {committed['ledger_index']}"
-            )
-        self.mempool.add(tx)
-        return tx
+        [result] = self._admit([self.check_transaction(tx_json, size)])
+        if isinstance(result, TablechainError):
+            raise result
+        return result
 
     def submit_many(self, txs: list[Any]) -> list[SignedTransaction | TablechainError]:
         """Admit a batch: signatures are verified in parallel worker processes, then each
         transaction enters the mempool in order. One result (or error) per transaction."""
-        parsed = self._verifier.verify(txs, self.ledger.suite, self.genesis.network_id)
+        return self._admit(self.verifier.verify(txs, self.ledger.suite, self.genesis.network_id))
+
+    def _admit(
+        self, parsed: list[SignedTransaction | TablechainError]
+    ) -> list[SignedTransaction | TablechainError]:
+        """Checked transactions (or their errors) into the mempool, in order: those already
+        committed are refused (a transaction refused by admission keeps its Sequence, so the
+        nonce alone would not catch it), then admission, then nonce order and capacity."""
         good = [p for p in parsed if isinstance(p, SignedTransaction)]
         refusals: dict[int, TablechainError] = {}
-        if good and self.admission is not None and hasattr(self.admission, "check_submissions"):
-            for tx, refusal in zip(
-                good, self.admission.check_submissions(self.ledger, good), strict=True
-            ):
+        committed = self.ledger.committed_among([tx.hash_hex for tx in good]) if good else set()
+        for tx in good:
+            if tx.hash_hex in committed:
+                refusals[id(tx)] = BadNonce(f"transaction {tx.hash_hex} is already in a block")
+        check = getattr(self.admission, "check_submissions", None)
+        if check is not None:
+            fresh = [tx for tx in good if id(tx) not in refusals]
+            for tx, refusal in zip(fresh, check(self.ledger, fresh) if fresh else [], strict=True):
                 if refusal is not None:
                     refusals[id(tx)] = refusal
         out: list[SignedTransaction | TablechainError] = []
@@ -185,7 +187,7 @@ class Node:
         pending = self.ledger.execute(txs, self._clock(), self.address)
         block = pending.commit()
         self.mempool.remove(txs)
-        self._notify(block)
+        self.notify_committed(block)
         return block
 
     def _run(self) -> None:
@@ -207,7 +209,7 @@ class Node:
 
     def warm_up(self) -> None:
         """Start the signature-verification workers ahead of the first batch."""
-        self._verifier.warm_up()
+        self.verifier.warm_up()
 
     def start(self) -> None:
         if self._thread is None:
@@ -220,7 +222,7 @@ class Node:
         if self._thread is not None:
             self._thread.join(timeout=10)
             self._thread = None
-        self._verifier.close()
+        self.verifier.close()
         self.ledger.close()
 
     # --- events ------------------------------------------------------------------------------
@@ -236,7 +238,7 @@ class Node:
 
         return unsubscribe
 
-    def _notify(self, block: Block) -> None:
+    def notify_committed(self, block: Block) -> None:
         with self._committed:
             self._committed.notify_all()
         with self._sub_lock:

@@ -225,7 +225,7 @@ class LedgerApplication:
             if tx.hash not in self._verified and tx.hash not in self.node.mempool
         ]
         if unseen:
-            for verdict in self.node._verifier.verify([raw[i] for i in unseen], suite, net):
+            for verdict in self.node.verifier.verify([raw[i] for i in unseen], suite, net):
                 if isinstance(verdict, TablechainError):
                     raise verdict
         for tx in parsed:
@@ -291,7 +291,7 @@ class LedgerApplication:
         committed = executed[1].commit({"qc": qc.to_bytes().hex()})
         self._results.clear()
         self.node.mempool.remove(list(committed.transactions))
-        self.node._notify(committed)
+        self.node.notify_committed(committed)
 
     def close(self) -> None:
         self._abort_pending()

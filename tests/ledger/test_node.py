@@ -119,6 +119,8 @@ def test_bad_input_gets_stable_codes_and_changes_nothing(node):
     expect_code(node, create(key, 1, "u"), "tefPAST_SEQ")
     node.produce_block()
     expect_code(node, good, "tefPAST_SEQ")
+    [again] = node.submit_many([good])
+    assert getattr(again, "code", None) == "tefPAST_SEQ" and len(node.mempool) == 0
     # The node keeps serving.
     node.submit(insert(key, 2, 1))
     assert node.produce_block().receipts[0].success
