@@ -9,6 +9,8 @@ from __future__ import annotations
 import json
 from typing import Any
 
+import orjson
+
 from tablechain.errors import TablechainError
 
 __all__ = ["CanonicalJSONError", "canonical_json", "parse_json", "MAX_DEPTH"]
@@ -58,15 +60,24 @@ def canonical_json(value: Any, trusted: bool = False) -> bytes:
     already checked (decoded by ``parse_json``, or built by the ledger from checked parts).
     """
     try:
-        text = _ENCODER.encode(value)
-    except (TypeError, ValueError, RecursionError) as exc:
-        raise CanonicalJSONError(f"cannot encode as canonical JSON: {exc}") from None
-    if not trusted and not _is_float_free(value, text):
+        # orjson's output is byte-identical to the encoder below for JSON values (sorted keys,
+        # compact, UTF-8, the same escapes; tested); integers beyond 64 bits and anything it
+        # does not know take the standard encoder.
+        data = orjson.dumps(value, option=_ORJSON_SORTED)
+    except (TypeError, orjson.JSONEncodeError):
+        try:
+            data = _ENCODER.encode(value).encode("utf-8")
+        except (TypeError, ValueError, RecursionError, UnicodeEncodeError) as exc:
+            raise CanonicalJSONError(f"cannot encode as canonical JSON: {exc}") from None
+    if not trusted and not _is_float_free(value, data):
         _check(value, 0)  # raises with a precise message
-    return text.encode("utf-8")
+    return data
 
 
-def _is_float_free(value: Any, text: str) -> bool:
+_ORJSON_SORTED = orjson.OPT_SORT_KEYS
+
+
+def _is_float_free(value: Any, text: bytes) -> bool:
     """Whether ``value`` (encoded as ``text``) holds no float, no non-string key, no tuple.
 
     Decoding the text again in C finds floats far faster than walking the value in Python;

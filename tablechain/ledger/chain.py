@@ -44,7 +44,7 @@ from tablechain.ledger.execution import (
     table_grants,
 )
 from tablechain.ledger.state import StateOverlay
-from tablechain.ledger.storage import READ_ONLY, LedgerTables, create_ledger_engine
+from tablechain.ledger.storage import READ_ONLY, LedgerTables, create_ledger_engine, insert_many
 from tablechain.ledger.tables import TableEngine, TableMeta
 from tablechain.ledger.transactions import CryptoSuite, SignedTransaction, parse_transaction
 
@@ -336,8 +336,9 @@ class Ledger:
             )
         )
         if block.transactions:
-            conn.execute(
-                sa.insert(self.t.txs),
+            insert_many(
+                conn,
+                self.t.txs,
                 [
                     {
                         "hash": tx.hash_hex,

@@ -156,10 +156,18 @@ def _apply_one(
     executor = registry.get(tx.transaction_type)
     result, message, details = SUCCESS, "", {}
     try:
-        with ctx.state.journaled() if batched else ctx.state.atomic():
-            if executor is None:
-                raise InvalidTransaction(f"no executor for {tx.transaction_type}")
-            details = dict(executor.apply(ctx, tx, txenv))
+        if executor is None:
+            raise InvalidTransaction(f"no executor for {tx.transaction_type}")
+        if batched:  # overlay-only undo (the batch's SQL writes are deferred)
+            mark = ctx.state.mark()
+            try:
+                details = dict(executor.apply(ctx, tx, txenv))
+            except BaseException:
+                ctx.state.rollback_to(mark)
+                raise
+        else:
+            with ctx.state.atomic():
+                details = dict(executor.apply(ctx, tx, txenv))
     except LedgerError as exc:
         if batched and isinstance(exc, RowConflict):
             raise  # the batch cannot tell whose row conflicted: replay it one by one

@@ -41,7 +41,12 @@ def require(
     state: StateOverlay, owner: str, name_in_db: str, table: str, account: str, action: str
 ) -> None:
     """Raise ``PermissionDenied`` unless ``account`` may ``action`` the table."""
-    if not effective_grant(state, owner, name_in_db, account)[action]:
+    if account == owner:
+        return
+    grant = state.get(grant_key(name_in_db, account))  # the user's own grant takes precedence
+    if grant is None:
+        grant = state.get(grant_key(name_in_db, EVERYONE))
+    if grant is None or not grant.get(action, False):
         raise PermissionDenied(f"{account} has no {action} permission on table {table!r}")
 
 

@@ -53,3 +53,30 @@ def test_deep_nesting_is_refused_without_recursion_error():
 def test_strings_with_brackets_do_not_count_as_nesting():
     doc = json.dumps({"s": "[[[[" * 100 + '\\"{{{{' * 100})
     assert parse_json(doc)["s"].startswith("[[[[")
+
+
+_STDLIB = json.JSONEncoder(sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+
+
+@given(json_values)
+@settings(max_examples=400)
+def test_fast_encoder_matches_the_standard_encoding(value):
+    # canonical_json encodes with orjson and falls back to the standard library: both must
+    # give the very same bytes, or nodes with and without the fast path would disagree.
+    expected = _STDLIB.encode(value).encode("utf-8")
+    assert canonical_json(value) == expected
+    assert canonical_json(value, trusted=True) == expected
+
+
+def test_fast_encoder_edge_cases():
+    for value in [
+        {"\u00e9": 1, "e": 2, "\uffff": 3, "\U0001f600": 4, "\x00": 5},
+        ["\x00\x1f\x7f\u2028\u0085\"\\/"],
+        2**63,
+        -(2**63) - 1,
+        2**64,
+        {"a": [[[]]], "b": {}},
+    ]:
+        assert canonical_json(value) == _STDLIB.encode(value).encode("utf-8")
+    with pytest.raises(CanonicalJSONError):
+        canonical_json({1: "non-string key"})
