@@ -237,7 +237,15 @@ def _apply_batch(
     ctx.state.conn.exec_driver_sql("SAVEPOINT tc_batch")
     ctx.tables.batching = True
     try:
-        out = [_apply_one(ctx, txs[k], k, registry, admission, True) for k in range(start, end)]
+        run = _InsertRun(ctx, admission)
+        out = []
+        for k in range(start, end):
+            receipt = run.apply(txs[k], k)
+            if receipt is None:  # not the common case: the general path, on synced state
+                run.sync()
+                receipt = _apply_one(ctx, txs[k], k, registry, admission, True)
+            out.append(receipt)
+        run.sync()
         ctx.tables.flush_pending()
     except (RowConflict, sa.exc.SQLAlchemyError):
         ctx.tables.discard_pending()
@@ -249,6 +257,106 @@ def _apply_batch(
         ctx.tables.batching = False
     ctx.state.conn.exec_driver_sql("RELEASE SAVEPOINT tc_batch")
     return out
+
+
+class _InsertRun:
+    """The common case of a batch of plain inserts, with its lookups made once per run.
+
+    ``apply`` handles an insert into an existing rule-less table by a permitted signer with the
+    next Sequence, not in strict mode, whose rows are valid: the same checks and the same
+    effects as the general path (``_apply_one``), but the Sequences, strict-mode pointers and
+    rows it produces are kept here and written to the overlay by ``sync``. For anything else
+    it returns None without changing anything, and the caller syncs and takes the general
+    path, which records the failure or applies the rarer case exactly as one by one.
+    """
+
+    def __init__(self, ctx: ExecutionContext, admission: AdmissionHook | None) -> None:
+        self.ctx = ctx
+        self.admission = admission
+        self.hash = ctx.env.suite.hash
+        self._sequences: dict[str, int] = {}  # account -> last Sequence used
+        self._accounts: dict[str, int] = {}  # accounts whose Sequence moved -> that Sequence
+        # (owner, table) -> [meta, fields, pointer, rows queued, pointer moved]
+        self._tables: dict[tuple[str, str], list[Any] | None] = {}
+        self._allowed: set[tuple[str, str]] = set()
+
+    def _table(self, owner: str, name: str) -> list[Any] | None:
+        key = (owner, name)
+        if key not in self._tables:
+            tables = self.ctx.tables
+            meta = tables.find(owner, name)
+            entry = None
+            if meta is not None and not meta.confidential:
+                _, fields = tables.physical(meta)
+                if tables.rule(meta, fields) is None:
+                    entry = [meta, fields, meta.strict_pointer, [], False]
+            self._tables[key] = entry
+        return self._tables[key]
+
+    def apply(self, tx: SignedTransaction, index: int) -> Receipt | None:
+        st = tx.body
+        if st.strict_mode or len(st.tables) != 1 or st.owner is None:
+            return None
+        account = tx.account
+        last = self._sequences.get(account)
+        if last is None:
+            last = self._sequences[account] = account_sequence(self.ctx.state, account)
+        if tx.sequence != last + 1:
+            return None
+        entry = self._table(st.owner, st.tables[0].name)
+        if entry is None:
+            return None
+        meta, fields, pointer, queued, _ = entry
+        if (meta.name_in_db, account) not in self._allowed:
+            try:
+                require(self.ctx.state, meta.owner, meta.name_in_db, meta.name, account, "insert")
+            except PermissionDenied:
+                return None
+            self._allowed.add((meta.name_in_db, account))
+        raw = st.raw
+        if not isinstance(raw, list) or not raw or len(raw) > MAX_INSERT_ROWS:
+            return None
+        if self.admission is not None:
+            mark = self.ctx.state.mark()
+            try:
+                self.admission.check(self.ctx, tx)
+            except TablechainError:
+                self.ctx.state.rollback_to(mark)
+                return None
+        first = self.ctx.tables.next_rowid(meta) + len(queued)
+        tx_hash = tx.hash_hex
+        rows = []
+        try:
+            for i, given in enumerate(raw):
+                if not isinstance(given, dict):
+                    return None
+                if st.auto_fill_field is not None and st.auto_fill_field not in given:
+                    given = {**given, st.auto_fill_field: tx_hash}
+                rows.append(self.ctx.tables.complete_row(fields, given, first + i))
+        except Exception:  # the general path records why (or how it failed)
+            return None
+        queued.extend(rows)
+        entry[2] = self.hash(bytes.fromhex(pointer) + canonical_json(raw, trusted=True)).hex()
+        entry[4] = True
+        self._sequences[account] = tx.sequence
+        self._accounts[account] = tx.sequence
+        return Receipt(tx_hash, index, SUCCESS, "", {"affected": len(rows)})
+
+    def sync(self) -> None:
+        """Write what the run applied into the overlay and forget the run's caches."""
+        tables = self.ctx.tables
+        for entry in self._tables.values():
+            if entry is not None and entry[4]:
+                meta, _, pointer, queued, _ = entry
+                if queued:
+                    tables.insert_rows(meta, queued)
+                tables.set_pointer(meta, pointer)
+        for account, sequence in self._accounts.items():
+            self.ctx.state.set(f"acct/{account}", {"sequence": sequence})
+        self._sequences.clear()
+        self._accounts.clear()
+        self._tables.clear()
+        self._allowed.clear()
 
 
 # --- tables ----------------------------------------------------------------------------------

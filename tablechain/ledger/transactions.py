@@ -90,8 +90,12 @@ class CryptoSuite:
     def hash_name(self) -> str:
         return "sm3" if self.name == "national" else "sha256"
 
+    def __post_init__(self) -> None:
+        # Resolved once: the suite hash runs several times per transaction in every block.
+        object.__setattr__(self, "_hasher", hash_by_name(self.hash_name))
+
     def hash(self, data: bytes) -> bytes:
-        return hash_by_name(self.hash_name)(data)  # type: ignore[no-any-return]
+        return self._hasher(data)  # type: ignore[attr-defined,no-any-return]
 
     @property
     def schemes(self) -> tuple[str, ...]:
