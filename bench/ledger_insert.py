@@ -30,6 +30,8 @@ FIELDS = [
     {"field": "amount", "type": "int"},
 ]
 NETWORK = 1
+ACCOUNTS = 64
+CLIENTS = 4  # concurrent submitters; each owns ACCOUNTS / CLIENTS accounts
 
 
 Certify = Callable[[PrivateKey], str]  # a key -> its PEM certificate chain
@@ -84,7 +86,7 @@ def measure_node(
     certify: Certify | None = None,
 ) -> float:
     """Signed inserts committed per second by one in-process node (SQLite)."""
-    owner, txs = _signed_inserts(n, 64, scheme, certify)
+    owner, txs = _signed_inserts(n, ACCOUNTS, scheme, certify)
     genesis = Genesis(
         network_id=NETWORK, max_block_txs=2000, max_block_wait_ms=50, admission=admission or {}
     )
@@ -125,20 +127,25 @@ def measure_node(
         node.submit(tx)
     node.produce_block()
     node.warm_up()  # steady state: the verification workers are running
-    # As the node runs in service: clients submit (here one load thread, in batches as an RPC
-    # batch would) while the block producer cuts and commits blocks concurrently.
+    # As the node runs in service: several clients submit concurrently (each in batches of
+    # 250, as an RPC batch would; each client signs for its own accounts, so per-account order
+    # holds) while the block producer cuts and commits blocks.
     refused: list[Exception] = []
 
-    def load() -> None:
-        for i in range(0, len(txs), 500):
-            results = node.submit_many(txs[i : i + 500])
+    def load(mine: list[dict]) -> None:
+        for i in range(0, len(mine), 250):
+            results = node.submit_many(mine[i : i + 250])
             refused.extend(r for r in results if isinstance(r, Exception))
 
     start = time.perf_counter()
     node.start()
-    loader = threading.Thread(target=load)
-    loader.start()
-    loader.join()
+    loaders = [
+        threading.Thread(target=load, args=(txs[c::CLIENTS],)) for c in range(CLIENTS)
+    ]
+    for loader in loaders:
+        loader.start()
+    for loader in loaders:
+        loader.join()
     if refused:
         raise SystemExit(f"{len(refused)} transactions refused at submission: {refused[0]}")
     last = node.wait_for(_hash(node, txs[-1]), timeout=600)

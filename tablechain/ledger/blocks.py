@@ -68,6 +68,14 @@ class Receipt:
             "details": dict(self.details),
         }
 
+    def encoded(self) -> bytes:
+        """The canonical JSON of ``to_json()``, made once (hashed for the root, then stored)."""
+        cached = self.__dict__.get("_encoded")
+        if cached is None:
+            cached = canonical_json(self.to_json(), trusted=True)
+            object.__setattr__(self, "_encoded", cached)
+        return cached  # type: ignore[no-any-return]
+
     @classmethod
     def from_json(cls, obj: Mapping[str, Any]) -> Receipt:
         return cls(
@@ -138,6 +146,4 @@ def tx_root(transactions: Sequence[SignedTransaction], suite: CryptoSuite) -> st
 
 
 def receipts_root(receipts: Sequence[Receipt], suite: CryptoSuite) -> str:
-    return merkle_root(
-        [canonical_json(r.to_json(), trusted=True) for r in receipts], suite.hash
-    ).hex()
+    return merkle_root([r.encoded() for r in receipts], suite.hash).hex()

@@ -348,7 +348,7 @@ class Ledger:
                         "sequence": tx.sequence,
                         "tx": canonical_json(dict(tx.json), trusted=True).decode(),
                         "result": r.result,
-                        "receipt": canonical_json(r.to_json(), trusted=True).decode(),
+                        "receipt": r.encoded().decode(),
                     }
                     for i, (tx, r) in enumerate(
                         zip(block.transactions, block.receipts, strict=True)

@@ -7,7 +7,8 @@ in a single commit. SQLite runs in WAL mode; PostgreSQL and MariaDB are reached 
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Callable
+from typing import Any, cast
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
@@ -82,8 +83,10 @@ class _CompiledInsert:
         self.positional = bool(compiled.positional)
         self.names = list(compiled.positiontup or []) if self.positional else list(compiled.binds)
         self.keys = [compiled.binds[name].key for name in self.names]  # the columns' keys
-        procs = compiled._bind_processors
-        self.processors = [procs.get(name) for name in self.names]
+        procs = compiled._bind_processors  # plain binds of an INSERT: one callable or none
+        self.processors: list[Callable[[Any], Any] | None] = [
+            cast("Callable[[Any], Any] | None", procs.get(name)) for name in self.names
+        ]
 
 
 _INSERTS: dict[tuple[str, int], tuple[sa.Table, _CompiledInsert]] = {}

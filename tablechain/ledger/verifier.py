@@ -21,16 +21,24 @@ _INLINE_BELOW = 64
 
 
 def verify_chunk(
-    txs: list[Any], suite_name: str, network_id: int
+    txs: list[Any], suite_name: str, network_id: int, keep_json: bool = True
 ) -> list[SignedTransaction | TablechainError]:
-    """Check each transaction fully (shape and signature): the parsed transaction, or why not."""
+    """Check each transaction fully (shape and signature): the parsed transaction, or why not.
+
+    With ``keep_json=False`` the transactions come back without their JSON (the caller, who
+    sent it, puts it back): a worker need not ship the submitted object back to the node.
+    """
     suite = CryptoSuite(suite_name)
     out: list[SignedTransaction | TablechainError] = []
     for tx in txs:
         try:
-            out.append(parse_transaction(tx, suite, network_id))
+            parsed = parse_transaction(tx, suite, network_id)
         except TablechainError as exc:
             out.append(exc)
+            continue
+        if not keep_json:
+            object.__setattr__(parsed, "json", None)
+        out.append(parsed)
     return out
 
 
@@ -53,10 +61,13 @@ class ParallelVerifier:
         size = -(-len(txs) // (self.workers * 4))
         chunks = [txs[i : i + size] for i in range(0, len(txs), size)]
         pool = self._get_pool()
-        futures = [pool.submit(verify_chunk, c, suite.name, network_id) for c in chunks]
+        futures = [pool.submit(verify_chunk, c, suite.name, network_id, False) for c in chunks]
         out: list[SignedTransaction | TablechainError] = []
         for f in futures:
             out.extend(f.result())
+        for sent, result in zip(txs, out, strict=True):
+            if isinstance(result, SignedTransaction):
+                object.__setattr__(result, "json", sent)  # the very object that was verified
         return out
 
     def warm_up(self) -> None:
