@@ -117,27 +117,11 @@ def parse_json(data: bytes | str, max_bytes: int | None = None) -> Any:
             data = data.decode("utf-8")
         except UnicodeDecodeError as exc:
             raise CanonicalJSONError(f"not UTF-8: {exc}") from None
-    # Bound nesting before the recursive decoder sees it, so deep input cannot blow the stack.
-    depth = 0
-    in_string = escaped = False
-    for ch in data:
-        if in_string:
-            if escaped:
-                escaped = False
-            elif ch == "\\":
-                escaped = True
-            elif ch == '"':
-                in_string = False
-        elif ch == '"':
-            in_string = True
-        elif ch in "[{":
-            depth += 1
-            if depth > MAX_DEPTH:
-                raise CanonicalJSONError(f"JSON nested deeper than {MAX_DEPTH} levels")
-        elif ch in "]}":
-            depth -= 1
+    # The C decoder bounds its own recursion (RecursionError, caught below), so deep input
+    # cannot blow the stack; the tighter nesting limit is checked on the decoded value, which
+    # walks containers rather than every character.
     try:
-        return json.loads(
+        value = json.loads(
             data,
             parse_float=_no_float,
             parse_constant=_no_constant,
@@ -147,3 +131,20 @@ def parse_json(data: bytes | str, max_bytes: int | None = None) -> Any:
         raise
     except (ValueError, RecursionError) as exc:
         raise CanonicalJSONError(f"malformed JSON: {exc}") from None
+    if _too_deep(value):
+        raise CanonicalJSONError(f"JSON nested deeper than {MAX_DEPTH} levels")
+    return value
+
+
+def _too_deep(value: Any) -> bool:
+    stack = [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        if isinstance(item, dict):
+            item = item.values()
+        elif not isinstance(item, list):
+            continue
+        if depth > MAX_DEPTH:
+            return True
+        stack.extend((child, depth + 1) for child in item if isinstance(child, (dict, list)))
+    return False

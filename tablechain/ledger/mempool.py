@@ -57,6 +57,10 @@ class Mempool:
             self._pending_count[tx.account] = self._pending_count.get(tx.account, 0) + 1
         self.arrived.set()
 
+    def get(self, tx_hash: bytes) -> SignedTransaction | None:
+        """The queued transaction with this hash, if any."""
+        return self._by_hash.get(tx_hash)
+
     def next_sequence(self, account: str) -> int | None:
         """The next Sequence the pool expects from ``account`` if it holds any of its txs."""
         with self._lock:

@@ -216,9 +216,22 @@ class LedgerApplication:
             self._results.popitem(last=False)
 
     def _parse_block_txs(self, raw: list[Mapping[str, Any]]) -> list[SignedTransaction]:
-        """Parse a block's transactions, verifying only signatures this node has not seen."""
+        """Parse a block's transactions, verifying only signatures this node has not seen.
+
+        A transaction this node holds in its mempool (the usual case: gossip got there first)
+        is taken from there when the block carries exactly the same JSON, without parsing it
+        again; ``raw`` was decoded by the strict parser, so it is canonical-encodable as is.
+        """
         suite, net = self.ledger.suite, self.ledger.genesis.network_id
-        parsed = [parse_transaction(dict(t), suite, net, verify=False) for t in raw]
+        parsed = []
+        for t in raw:
+            held = None
+            if isinstance(t, dict) and isinstance(t.get("TxnSignature"), str):
+                unsigned = {k: v for k, v in t.items() if k != "TxnSignature"}
+                held = self.node.mempool.get(suite.hash(canonical_json(unsigned, trusted=True)))
+            if held is None or held.json != t:
+                held = parse_transaction(dict(t), suite, net, verify=False)
+            parsed.append(held)
         unseen = [
             i
             for i, tx in enumerate(parsed)
@@ -239,11 +252,16 @@ class LedgerApplication:
             return self._pending[0], self._pending[1]
         return None
 
-    def _execute(self, height: int, block: bytes) -> tuple[bytes, PendingBlock] | None:
+    def _execute(
+        self,
+        height: int,
+        block: bytes,
+        decoded: tuple[BlockHeader, list[Mapping[str, Any]]] | None = None,
+    ) -> tuple[bytes, PendingBlock] | None:
         held = self._held(block)
         if held is not None:
             return held
-        header, raw = decode_block(block)
+        header, raw = decoded if decoded is not None else decode_block(block)
         block_hash = bytes.fromhex(header.hash(self.ledger.suite))
         if self._pending is not None and self._pending[0] == block_hash:
             return self._pending[0], self._pending[1]
@@ -267,13 +285,13 @@ class LedgerApplication:
         if held is not None:
             return ExecutionResult(held[0], bytes.fromhex(held[1].header.state_root))
         try:
-            header, _ = decode_block(block)
-            block_hash = bytes.fromhex(header.hash(self.ledger.suite))
+            decoded = decode_block(block)
+            block_hash = bytes.fromhex(decoded[0].hash(self.ledger.suite))
             if block_hash in self._results and (
                 self._pending is None or self._pending[0] != block_hash
             ):
                 return self._results[block_hash]
-            executed = self._execute(height, block)
+            executed = self._execute(height, block, decoded)
         except TablechainError as exc:
             log.info("invalid block at height %s: %s", height, exc)
             return None
