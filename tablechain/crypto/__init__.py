@@ -1,6 +1,11 @@
 """Hashes, signature schemes, canonical JSON and addresses."""
 
-from tablechain.crypto.canonical import CanonicalJSONError, canonical_json, parse_json
+from tablechain.crypto.canonical import (
+    CanonicalJSONError,
+    canonical_json,
+    parse_canonical,
+    parse_json,
+)
 from tablechain.crypto.hashes import hash_by_name, keccak256, sha256, sm3
 from tablechain.crypto.keys import (
     SCHEMES,
@@ -33,6 +38,7 @@ __all__ = [
     "hash_by_name",
     "keccak256",
     "parse_json",
+    "parse_canonical",
     "private_key_from_bytes",
     "public_key_from_bytes",
     "recover_secp256k1",

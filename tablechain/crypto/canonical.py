@@ -13,7 +13,7 @@ import orjson
 
 from tablechain.errors import TablechainError
 
-__all__ = ["CanonicalJSONError", "canonical_json", "parse_json", "MAX_DEPTH"]
+__all__ = ["CanonicalJSONError", "canonical_json", "parse_json", "parse_canonical", "MAX_DEPTH"]
 
 MAX_DEPTH = 64
 
@@ -136,7 +136,32 @@ def parse_json(data: bytes | str, max_bytes: int | None = None) -> Any:
     return value
 
 
-def _too_deep(value: Any) -> bool:
+def parse_canonical(data: bytes, max_bytes: int | None = None) -> Any:
+    """Decode bytes that must already be canonical JSON (what nodes send each other).
+
+    Faster than ``parse_json`` on large documents: a C decoder, then the proof that the bytes
+    are canonical (re-encoding gives them back exactly, which also rules out duplicate keys and
+    whitespace), no floats and bounded nesting.
+    """
+    if max_bytes is not None and len(data) > max_bytes:
+        raise CanonicalJSONError(f"JSON document of {len(data)} bytes exceeds {max_bytes}")
+    try:
+        value = orjson.loads(data)
+    except orjson.JSONDecodeError as exc:
+        raise CanonicalJSONError(f"malformed JSON: {exc}") from None
+    if _too_deep(value, floats=True):
+        # orjson reads integers beyond 64 bits as floats: the strict decoder decides (and
+        # refuses real floats and deep nesting with its own messages).
+        value = parse_json(data)
+    if canonical_json(value, trusted=True) != data:
+        raise CanonicalJSONError("the document is not in canonical form")
+    return value
+
+
+def _too_deep(value: Any, floats: bool = False) -> bool:
+    """Whether ``value`` nests deeper than ``MAX_DEPTH`` (or, with ``floats``, holds a float)."""
+    if floats and isinstance(value, float):
+        return True
     stack = [(value, 1)]
     while stack:
         item, depth = stack.pop()
@@ -146,5 +171,9 @@ def _too_deep(value: Any) -> bool:
             continue
         if depth > MAX_DEPTH:
             return True
-        stack.extend((child, depth + 1) for child in item if isinstance(child, (dict, list)))
+        for child in item:
+            if isinstance(child, (dict, list)):
+                stack.append((child, depth + 1))
+            elif floats and isinstance(child, float):
+                return True
     return False

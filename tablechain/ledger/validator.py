@@ -27,7 +27,13 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from tablechain.ca import CertificateVerifier
-from tablechain.crypto import PrivateKey, canonical_json, parse_json, public_key_from_bytes
+from tablechain.crypto import (
+    PrivateKey,
+    canonical_json,
+    parse_canonical,
+    parse_json,
+    public_key_from_bytes,
+)
 from tablechain.errors import TablechainError
 from tablechain.ledger.admission import CertificateRequired
 from tablechain.ledger.blocks import BlockHeader
@@ -121,7 +127,7 @@ def encode_block(header: BlockHeader, txs: Sequence[SignedTransaction]) -> bytes
 
 
 def decode_block(data: bytes) -> tuple[BlockHeader, list[Mapping[str, Any]]]:
-    obj = parse_json(data, max_bytes=MAX_BLOCK_BYTES)
+    obj = parse_canonical(data, max_bytes=MAX_BLOCK_BYTES)  # validators send canonical blocks
     if not isinstance(obj, dict) or set(obj) != {"header", "transactions"}:
         raise ChainMismatch("a block is {header, transactions}")
     if not isinstance(obj["transactions"], list):

@@ -4,7 +4,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from tablechain.crypto import CanonicalJSONError, canonical_json, parse_json
+from tablechain.crypto import CanonicalJSONError, canonical_json, parse_canonical, parse_json
 
 json_values = st.recursive(
     st.none() | st.booleans() | st.integers(min_value=-(2**70), max_value=2**70) | st.text(),
@@ -80,3 +80,29 @@ def test_fast_encoder_edge_cases():
         assert canonical_json(value) == _STDLIB.encode(value).encode("utf-8")
     with pytest.raises(CanonicalJSONError):
         canonical_json({1: "non-string key"})
+
+
+@given(json_values)
+@settings(max_examples=200)
+def test_parse_canonical_round_trips_canonical_bytes(value):
+    data = canonical_json(value)
+    assert parse_canonical(data) == value
+
+
+@pytest.mark.parametrize(
+    "bad",
+    [
+        b'{"b":1,"a":2}',  # unsorted
+        b'{"a":1,"a":2}',  # duplicate key
+        b'{"a": 1}',  # whitespace
+        b'{"a":1.5}',  # float
+        b'{"a":"\\u0041"}',  # needless escape
+        b"[" * 65 + b"]" * 65,  # too deep
+        b"[" * 5000 + b"]" * 5000,  # far too deep for the decoder
+        b'{"a":',  # truncated
+        b"\xff",  # not UTF-8
+    ],
+)
+def test_parse_canonical_refuses_anything_not_canonical(bad):
+    with pytest.raises(CanonicalJSONError):
+        parse_canonical(bad)
