@@ -31,7 +31,6 @@ from tablechain.crypto import (
     PrivateKey,
     canonical_json,
     parse_canonical,
-    parse_json,
     public_key_from_bytes,
 )
 from tablechain.errors import TablechainError
