@@ -206,6 +206,7 @@ def apply_transactions(
     way the outcome is the same as applying one by one.
     """
     receipts: list[Receipt] = []
+    ctx.state.prefetch([f"acct/{tx.account}" for tx in txs])  # one query, not one per account
     i = 0
     while i < len(txs):
         j = i

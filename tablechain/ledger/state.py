@@ -21,7 +21,7 @@ from sqlalchemy.engine import Connection
 
 from tablechain.crypto import canonical_json, parse_json
 from tablechain.ledger.digest import LtHash
-from tablechain.ledger.storage import LedgerTables
+from tablechain.ledger.storage import LedgerTables, insert_many
 
 __all__ = ["StateOverlay", "TableDigest", "STATE_LTHASH_KEY"]
 
@@ -78,6 +78,21 @@ class StateOverlay:
             self._original[key] = raw
             self._cache[key] = None if raw is None else parse_json(raw)
         return self._cache[key]
+
+    def prefetch(self, keys: list[str]) -> None:
+        """Load many keys with one query per 500 (e.g. the accounts of a block's transactions)
+        instead of one query each."""
+        missing = sorted({k for k in keys if k not in self._cache})
+        kv = self.t.kv
+        for start in range(0, len(missing), 500):
+            chunk = missing[start : start + 500]
+            found = dict(
+                self.conn.execute(sa.select(kv.c.key, kv.c.value).where(kv.c.key.in_(chunk))).all()
+            )
+            for key in chunk:
+                raw = found.get(key)
+                self._original[key] = raw
+                self._cache[key] = None if raw is None else parse_json(raw)
 
     def get(self, key: str, default: Any = None) -> Any:
         value = self._load(key)
@@ -254,6 +269,11 @@ class StateOverlay:
             self._upsert(self.t.digests, "name_in_db", name, "vector", d.vector.to_bytes())
         self._dirty_digests.clear()
         root = self._root_vector()
+        removed: list[bytes] = []
+        added: list[bytes] = []
+        deletes: list[dict[str, Any]] = []
+        inserts: list[dict[str, Any]] = []
+        updates: list[dict[str, Any]] = []
         for key in sorted(self._dirty):
             old = self._original.get(key)
             new_value = self._cache[key]
@@ -261,18 +281,30 @@ class StateOverlay:
             if old == new:
                 continue
             if old is not None:
-                root.remove(_entry(key, old))
+                removed.append(_entry(key, old))
                 if new is None:
-                    self.conn.execute(sa.delete(self.t.kv).where(self.t.kv.c.key == key))
+                    deletes.append({"k": key})
             if new is not None:
-                root.add(_entry(key, new))
+                added.append(_entry(key, new))
                 if old is None:
-                    self.conn.execute(sa.insert(self.t.kv).values(key=key, value=new))
+                    inserts.append({"key": key, "value": new})
                 else:
-                    self.conn.execute(
-                        sa.update(self.t.kv).where(self.t.kv.c.key == key).values(value=new)
-                    )
+                    updates.append({"k": key, "v": new})
             self._original[key] = new
+        for entry in removed:
+            root.remove(entry)
+        root.add_many(added)
+        kv = self.t.kv
+        # One executemany per kind of change, in sorted key order (deterministic everywhere).
+        if deletes:
+            self.conn.execute(sa.delete(kv).where(kv.c.key == sa.bindparam("k")), deletes)
+        if updates:
+            self.conn.execute(
+                sa.update(kv).where(kv.c.key == sa.bindparam("k")).values(value=sa.bindparam("v")),
+                updates,
+            )
+        if inserts:
+            insert_many(self.conn, kv, inserts)
         self._dirty.clear()
         self._journal.clear()
         self._upsert(self.t.meta, "key", STATE_LTHASH_KEY, "value", root.to_bytes())
