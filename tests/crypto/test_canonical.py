@@ -106,3 +106,19 @@ def test_parse_canonical_round_trips_canonical_bytes(value):
 def test_parse_canonical_refuses_anything_not_canonical(bad):
     with pytest.raises(CanonicalJSONError):
         parse_canonical(bad)
+
+
+floats = st.floats(allow_nan=True, allow_infinity=True)
+
+
+@given(st.recursive(  # a float somewhere inside any JSON value
+    floats,
+    lambda inner: st.builds(lambda a, b, first: [b, a] if first else [a, b],
+                            json_values, inner, st.booleans())
+    | st.builds(lambda key, a, b: {key: b, key + "x": a}, st.text(), json_values, inner),
+    max_leaves=6,
+))
+@settings(max_examples=300)
+def test_any_float_anywhere_is_refused(value):
+    with pytest.raises(CanonicalJSONError):
+        canonical_json(value)
