@@ -148,10 +148,11 @@ def measure_node(
         loader.join()
     if refused:
         raise SystemExit(f"{len(refused)} transactions refused at submission: {refused[0]}")
-    last = node.wait_for(_hash(node, txs[-1]), timeout=600)
+    # Every client's last transaction committed: then all of them are (per-account order).
+    lasts = [node.wait_for(_hash(node, txs[-1 - c]), timeout=600) for c in range(CLIENTS)]
     elapsed = time.perf_counter() - start
     # The block of the last transaction (the in-memory head may lag the database by a moment).
-    head = int(last["ledger_index"])
+    head = max(int(last["ledger_index"]) for last in lasts)
     receipts = [r for h in range(2, head + 1) for r in node.ledger.block(h)["receipts"]]
     node.stop()
     bad = [r for r in receipts if r["result"] != "tesSUCCESS"]
