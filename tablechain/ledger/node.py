@@ -144,7 +144,16 @@ class Node:
 
     def submit(self, tx_json: Any, size: int | None = None) -> SignedTransaction:
         """Admit a transaction to the mempool or raise a ``TablechainError``."""
-        [result] = self._admit([self.check_transaction(tx_json, size)])
+        return self.submit_checked(self.check_transaction(tx_json, size))
+
+    def check_many(self, txs: list[Any]) -> list[SignedTransaction | TablechainError]:
+        """``check_transaction`` for a batch, in parallel worker processes (stateless)."""
+        return self.verifier.verify(txs, self.ledger.suite, self.genesis.network_id)
+
+    def submit_checked(self, checked: SignedTransaction | TablechainError) -> SignedTransaction:
+        """Admit one transaction already checked by ``check_transaction`` / ``check_many``
+        (or raise the error it got there, or the one admission gives)."""
+        [result] = self._admit([checked])
         if isinstance(result, TablechainError):
             raise result
         return result
@@ -152,7 +161,7 @@ class Node:
     def submit_many(self, txs: list[Any]) -> list[SignedTransaction | TablechainError]:
         """Admit a batch: signatures are verified in parallel worker processes, then each
         transaction enters the mempool in order. One result (or error) per transaction."""
-        return self._admit(self.verifier.verify(txs, self.ledger.suite, self.genesis.network_id))
+        return self._admit(self.check_many(txs))
 
     def _admit(
         self, parsed: list[SignedTransaction | TablechainError]

@@ -403,8 +403,8 @@ class ValidatorNode(Node):
         if fresh:
             self.submit_many(fresh, gossip=False)
 
-    def submit(self, tx_json: Any, size: int | None = None) -> SignedTransaction:
-        tx = super().submit(tx_json, size)
+    def submit_checked(self, checked: SignedTransaction | TablechainError) -> SignedTransaction:
+        tx = super().submit_checked(checked)
         self.transport.gossip(self.validator_id, [dict(tx.json)])
         self._events.put(TransactionsAvailable())
         return tx

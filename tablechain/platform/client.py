@@ -43,7 +43,16 @@ from tablechain.platform.errors import ClientError
 __all__ = ["Client", "ClientError", "Statements", "strict_pointer_after"]
 
 _SEQ_ERRORS = frozenset({"terPRE_SEQ", "tefPAST_SEQ"})
+SUBMIT_BATCH = 100  # calls per JSON-RPC batch (the node's limit)
 _GRANT_FLAGS = ("select", "insert", "update", "delete")
+
+
+def _client_error(error: Any) -> ClientError:
+    """The ``ClientError`` of a JSON-RPC error object (the node's code when it gave one)."""
+    data = error.get("data") if isinstance(error, dict) else None
+    if isinstance(data, dict) and "code" in data:
+        return ClientError(str(data.get("message", "")), str(data["code"]))
+    return ClientError(str(error), "clientTransport")
 
 
 def _table(name: str, new_name: str | None = None) -> list[dict[str, Any]]:
@@ -165,6 +174,15 @@ class Client:
         request: dict[str, Any] = {"jsonrpc": "2.0", "id": next(self._ids), "method": method}
         if params is not None:
             request["params"] = params
+        body = self._post(request)
+        if not isinstance(body, dict):
+            raise ClientError("the node's answer is not a JSON-RPC response", "clientTransport")
+        error = body.get("error")
+        if error is not None:
+            raise _client_error(error)
+        return body.get("result")
+
+    def _post(self, request: Any) -> Any:
         try:
             response = self._http.post(self.url, content=canonical_json(request),
                                        headers={"content-type": "application/json"})
@@ -172,19 +190,10 @@ class Client:
             raise ClientError(f"cannot reach the node at {self.url}: {exc}",
                               "clientTransport") from None
         try:
-            body = response.json()
+            return response.json()
         except ValueError:
             raise ClientError(f"the node answered HTTP {response.status_code} without JSON",
                               "clientTransport") from None
-        if not isinstance(body, dict):
-            raise ClientError("the node's answer is not a JSON-RPC response", "clientTransport")
-        error = body.get("error")
-        if error is not None:
-            data = error.get("data") if isinstance(error, dict) else None
-            if isinstance(data, dict) and "code" in data:
-                raise ClientError(str(data.get("message", "")), str(data["code"]))
-            raise ClientError(str(error), "clientTransport")
-        return body.get("result")
 
     # --- node information --------------------------------------------------------------------
 
@@ -230,6 +239,28 @@ class Client:
     def submit(self, tx_json: Mapping[str, Any]) -> dict[str, Any]:
         """Submit an already signed transaction; ``{"hash", "engine_result", ...}``."""
         return dict(self.call("submit", dict(tx_json)))
+
+    def submit_many(self, txs: Sequence[Mapping[str, Any]]) -> list[dict[str, Any] | ClientError]:
+        """Submit already signed transactions in JSON-RPC batches (the node verifies a batch's
+        signatures in parallel). One answer or ``ClientError`` per transaction, in order."""
+        out: list[dict[str, Any] | ClientError] = []
+        for start in range(0, len(txs), SUBMIT_BATCH):
+            chunk = txs[start : start + SUBMIT_BATCH]
+            ids = [next(self._ids) for _ in chunk]
+            body = self._post([{"jsonrpc": "2.0", "id": i, "method": "submit", "params": dict(tx)}
+                               for i, tx in zip(ids, chunk, strict=True)])
+            if not isinstance(body, list):
+                raise ClientError("the node's answer to a batch is not a list", "clientTransport")
+            by_id = {a.get("id"): a for a in body if isinstance(a, dict)}
+            for i in ids:
+                answer = by_id.get(i)
+                if answer is None:
+                    out.append(ClientError("the node did not answer this call", "clientTransport"))
+                elif "error" in answer:
+                    out.append(_client_error(answer["error"]))
+                else:
+                    out.append(dict(answer["result"]))
+        return out
 
     def sign(self, body: Mapping[str, Any], sequence: int) -> dict[str, Any]:
         from tablechain.ledger.transactions import sign_transaction

@@ -126,14 +126,26 @@ class RpcMethods:
             name: getattr(self, name) for name in METHODS
         }
 
-    def submit(self, params: Any) -> dict[str, Any]:
+    @staticmethod
+    def submitted_tx(params: Any) -> dict[str, Any]:
+        """The signed transaction object of ``submit``'s params."""
         if isinstance(params, list) and len(params) == 1:
             params = params[0]
         if isinstance(params, dict) and "tx_json" in params:
             params = params["tx_json"]
         if not isinstance(params, dict):
             raise RpcParamsError("submit: params is the signed transaction object")
-        tx = self.node.submit(params)
+        return params
+
+    def submit(self, params: Any) -> dict[str, Any]:
+        return self._queued(self.node.submit(self.submitted_tx(params)))
+
+    def submit_checked(self, checked: Any) -> dict[str, Any]:
+        """``submit`` of a transaction already checked with the rest of its batch."""
+        return self._queued(self.node.submit_checked(checked))
+
+    @staticmethod
+    def _queued(tx: Any) -> dict[str, Any]:
         return {"engine_result": "tesSUCCESS", "engine_result_message": "queued for the next block",
                 "hash": tx.hash_hex, "account": tx.account, "sequence": tx.sequence}
 
@@ -243,8 +255,11 @@ def _valid_id(value: Any) -> bool:
         isinstance(value, int) and not isinstance(value, bool))
 
 
-async def _dispatch(methods: RpcMethods, obj: Any) -> dict[str, Any] | None:
-    """Answer one request object; None for a notification (no ``id``)."""
+async def _dispatch(
+    methods: RpcMethods, obj: Any, checked: Any = _MISSING
+) -> dict[str, Any] | None:
+    """Answer one request object; None for a notification (no ``id``). ``checked``: for a
+    ``submit`` in a batch, its transaction as already checked with the batch's others."""
     if not isinstance(obj, dict):
         return _error(None, INVALID_REQUEST, "Invalid Request",
                       {"code": "invalidRequest", "message": "a request is a JSON object"})
@@ -269,6 +284,9 @@ async def _dispatch(methods: RpcMethods, obj: Any) -> dict[str, Any] | None:
         return _error(reply_id, METHOD_NOT_FOUND, "Method not found", {
             "code": "unknownCmd",
             "message": f"unknown method {method[:60]!r}; known: {', '.join(METHODS)}"})
+    if checked is not _MISSING and method == "submit":
+        def handler(_params: Any) -> Any:
+            return methods.submit_checked(checked)
     try:
         result = await run_in_threadpool(handler, params)
     except TablechainError as exc:
@@ -282,6 +300,22 @@ async def _dispatch(methods: RpcMethods, obj: Any) -> dict[str, Any] | None:
     else:
         response = {"jsonrpc": "2.0", "id": reply_id, "result": result}
     return None if req_id is _MISSING else response
+
+
+async def _check_submissions(methods: RpcMethods, batch: list[Any]) -> dict[int, Any]:
+    """The submits of a batch checked together (signatures verified in parallel worker
+    processes) ahead of answering the batch's calls in order; by position in the batch."""
+    found: list[tuple[int, dict[str, Any]]] = []
+    for i, item in enumerate(batch):
+        if isinstance(item, dict) and item.get("method") == "submit":
+            try:
+                found.append((i, RpcMethods.submitted_tx(item.get("params"))))
+            except RpcParamsError:
+                continue  # answered as a bad request when its turn comes
+    if len(found) < 2:
+        return {}
+    verdicts = await run_in_threadpool(methods.node.check_many, [tx for _, tx in found])
+    return {i: verdict for (i, _), verdict in zip(found, verdicts, strict=True)}
 
 
 class _BodyTooLarge(Exception):
@@ -334,7 +368,9 @@ async def _rpc_endpoint(request: Request) -> Response:
         if len(obj) > MAX_BATCH:
             return _json(_error(None, INVALID_REQUEST, "Invalid Request", {
                 "code": "invalidRequest", "message": f"a batch holds at most {MAX_BATCH} calls"}))
-        answers = [await _dispatch(methods, item) for item in obj]
+        checked = await _check_submissions(methods, obj)
+        answers = [await _dispatch(methods, item, checked.get(i, _MISSING))
+                   for i, item in enumerate(obj)]
         replies = [a for a in answers if a is not None]
         return _json(replies) if replies else Response(status_code=204)
     answer = await _dispatch(methods, obj)

@@ -221,3 +221,38 @@ def test_national_suite(tmp_path: Any) -> None:
         with pytest.raises(ClientError) as exc:
             Client(srv.url, generate_private_key()).create_table("x", FIELDS)
         assert exc.value.code == "temBAD_SIGNATURE"  # a secp256k1 key is not of this suite
+
+
+def test_submit_many_batches_are_checked_together_and_answered_in_order(
+    server: BackgroundServer, alice: Client
+) -> None:
+    alice.create_table("bulk", FIELDS)
+    start = alice.resync_sequence()
+    body = Statements.insert("bulk", [{"id": 0, "name": "n", "age": 0}], owner=alice.address)
+    txs = [alice.sign({**body, "Raw": [{"id": i, "name": "n", "age": i}]}, start + i)
+           for i in range(150)]  # two batches: 100 (verified by the worker processes) and 50
+    txs[7] = {**txs[7], "TxnSignature": txs[8]["TxnSignature"]}  # forged
+    checked: list[int] = []
+    check_many = server.node.check_many
+
+    def spy(batch: list[Any]) -> list[Any]:
+        checked.append(len(batch))
+        return check_many(batch)
+
+    server.node.check_many = spy  # type: ignore[method-assign]
+    try:
+        answers = alice.submit_many(txs)
+    finally:
+        del server.node.check_many
+    assert checked == [100, 50]  # each batch's signatures checked together, not one by one
+    assert len(answers) == 150
+    bad = answers[7]
+    assert isinstance(bad, ClientError) and bad.code == "temBAD_SIGNATURE"
+    # The forged one never entered the pool, so the account's later Sequences wait for it.
+    later = answers[8:]
+    assert all(isinstance(a, ClientError) and a.code == "terPRE_SEQ" for a in later)
+    assert all(isinstance(a, dict) and a["engine_result"] == "tesSUCCESS" for a in answers[:7])
+    assert [a["sequence"] for a in answers[:7]] == list(range(start, start + 7))
+    for a in answers[:7]:
+        assert isinstance(a, dict) and alice.wait(a["hash"])["result"] == "tesSUCCESS"
+    assert sorted(r["id"] for r in alice.get(alice.address, "bulk")) == list(range(7))
