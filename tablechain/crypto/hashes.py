@@ -1,11 +1,13 @@
-"""Hash functions: SHA-256, SM3 (cryptography's, ~250x faster than gmssl's) and Keccak-256."""
+"""Hash functions: SHA-256, SM3 (cryptography's, ~250x faster than gmssl's) and Keccak-256
+(safe-pysha3's C implementation: about 3x faster per call than eth-hash over pycryptodome, and
+every secp256k1 signature check hashes its message with it)."""
 
 from __future__ import annotations
 
 import hashlib
 
 from cryptography.hazmat.primitives import hashes as _hashes
-from eth_hash.auto import keccak as _keccak
+from sha3 import keccak_256 as _keccak_256
 
 __all__ = ["sha256", "sm3", "keccak256", "HASHES", "hash_by_name"]
 
@@ -24,7 +26,7 @@ def sm3(data: bytes) -> bytes:
 
 def keccak256(data: bytes) -> bytes:
     """Keccak-256 as Ethereum uses it (not NIST SHA3-256)."""
-    return bytes(_keccak(data))
+    return _keccak_256(data).digest()  # type: ignore[no-any-return]
 
 
 HASHES = {"sha256": sha256, "sm3": sm3, "keccak256": keccak256}
