@@ -90,7 +90,8 @@ class SignerState:
                 "proposed": [[r, h.hex()] for r, h in self.proposed],
                 "locked_block": _b64(self.locked_block),
                 "valid_block": _b64(self.valid_block),
-            }
+            },
+            trusted=True,  # built here from ints, strings and lists only
         )
 
     @classmethod
