@@ -79,13 +79,16 @@ _ORJSON_SORTED = orjson.OPT_SORT_KEYS
 # A float is a number token (after ":", "," or "[" in compact JSON) with a fraction or an
 # exponent; text without that pattern holds no float (text with it may still be float-free,
 # e.g. the string "a:1.5").
-_FLOATISH = re.compile(rb"(?:^|[:,\[])-?[0-9]+[.eE]")
+_FLOATISH = re.compile(rb"[:,\[]-?[0-9]+[.eE]")  # a charset first: a fast scan
 
 
 def _quick_float_free(value: Any, text: bytes) -> bool:
     """A fast sufficient test for ``_is_float_free``: decoding the text gives the value back
     and no number in it can be a float. False means "look closer", not "has a float"."""
-    if _FLOATISH.search(text) is not None:
+    if text[:1] in b"-0123456789":  # a bare number
+        if any(c in text for c in (b".", b"e", b"E")):
+            return False
+    elif _FLOATISH.search(text) is not None:
         return False
     try:
         return bool(orjson.loads(text) == value)
