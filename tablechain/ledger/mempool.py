@@ -8,6 +8,7 @@ backpressure (``MempoolFull``) rather than silent loss.
 from __future__ import annotations
 
 import threading
+import time
 from collections import OrderedDict
 from collections.abc import Callable
 
@@ -32,6 +33,10 @@ class Mempool:
         self._next_seq: dict[str, int] = {}  # next expected Sequence per account with pending txs
         self._pending_count: dict[str, int] = {}
         self.arrived = threading.Event()
+        # time.monotonic() when the pool last went from empty to holding something: the block
+        # cutter's wait runs from there (a transaction that waited through the previous block
+        # need not wait again). Local timing only, never part of state.
+        self.first_arrival: float | None = None
 
     def __len__(self) -> int:
         return len(self._by_hash)
@@ -52,6 +57,8 @@ class Mempool:
                 raise BadNonce(f"Sequence {tx.sequence} was already used; next is {expected}")
             if tx.sequence > expected:
                 raise FutureNonce(f"Sequence {tx.sequence} skips ahead; next is {expected}")
+            if not self._by_hash:
+                self.first_arrival = time.monotonic()
             self._by_hash[tx.hash] = tx
             self._next_seq[tx.account] = expected + 1
             self._pending_count[tx.account] = self._pending_count.get(tx.account, 0) + 1
@@ -90,3 +97,4 @@ class Mempool:
                     self._pending_count[tx.account] = left
             if not self._by_hash:
                 self.arrived.clear()
+                self.first_arrival = None

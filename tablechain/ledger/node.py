@@ -216,7 +216,9 @@ class Node:
         while not self._stop.is_set():
             if not self.mempool.arrived.wait(0.05):
                 continue
-            deadline = time.monotonic() + self.max_block_wait_ms / 1000
+            first = self.mempool.first_arrival  # the wait runs from the first arrival
+            start = time.monotonic() if first is None else first
+            deadline = start + self.max_block_wait_ms / 1000
             while (
                 len(self.mempool) < self.max_block_txs
                 and time.monotonic() < deadline

@@ -191,7 +191,10 @@ class LedgerApplication:
             return None
         now = time.monotonic()
         if self._first_wait is None:
-            self._first_wait = now
+            # The wait runs from the first transaction's arrival (it may have waited through
+            # the previous height already), or from now if the pool cannot tell.
+            first = self.node.mempool.first_arrival
+            self._first_wait = now if first is None else min(first, now)
         if (
             waiting < self.node.max_block_txs
             and (now - self._first_wait) * 1000 < self.node.max_block_wait_ms
