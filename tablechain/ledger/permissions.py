@@ -14,27 +14,13 @@ from tablechain.ledger.errors import InvalidTransaction, PermissionDenied
 from tablechain.ledger.state import StateOverlay
 from tablechain.ledger.transactions import EVERYONE
 
-__all__ = ["ACTIONS", "grant_key", "effective_grant", "require", "merge_grant"]
+__all__ = ["ACTIONS", "grant_key", "require", "merge_grant"]
 
 ACTIONS = ("select", "insert", "update", "delete")
 
 
 def grant_key(name_in_db: str, user: str) -> str:
     return f"grant/{name_in_db}/{user}"
-
-
-def effective_grant(
-    state: StateOverlay, owner: str, name_in_db: str, account: str
-) -> dict[str, bool]:
-    if account == owner:
-        return dict.fromkeys(ACTIONS, True)
-    own = state.get(grant_key(name_in_db, account))
-    if own is not None:
-        return {a: bool(own.get(a, False)) for a in ACTIONS}
-    everyone = state.get(grant_key(name_in_db, EVERYONE))
-    if everyone is not None:
-        return {a: bool(everyone.get(a, False)) for a in ACTIONS}
-    return dict.fromkeys(ACTIONS, False)
 
 
 def require(
