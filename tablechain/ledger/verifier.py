@@ -58,7 +58,7 @@ class ParallelVerifier:
     ) -> list[SignedTransaction | TablechainError]:
         if len(txs) < _INLINE_BELOW or self.workers == 1:
             return verify_chunk(txs, suite.name, network_id)
-        size = -(-len(txs) // (self.workers * 4))
+        size = -(-len(txs) // self.workers)
         chunks = [txs[i : i + size] for i in range(0, len(txs), size)]
         pool = self._get_pool()
         futures = [pool.submit(verify_chunk, c, suite.name, network_id, False) for c in chunks]
