@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Any
 
 from tablechain.crypto import (
@@ -195,7 +196,7 @@ class SignedTransaction:
     size: int = 0
     certificate: str | None = None
 
-    @property
+    @cached_property
     def hash_hex(self) -> str:
         return self.hash.hex()
 
