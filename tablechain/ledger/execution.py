@@ -274,7 +274,6 @@ class _InsertRun:
     def __init__(self, ctx: ExecutionContext, admission: AdmissionHook | None) -> None:
         self.ctx = ctx
         self.admission = admission
-        self.hash = ctx.env.suite.hash
         self._sequences: dict[str, int] = {}  # account -> last Sequence used
         self._accounts: dict[str, int] = {}  # accounts whose Sequence moved -> that Sequence
         # (owner, table) -> [meta, fields, pointer, rows queued, pointer moved]
@@ -337,7 +336,7 @@ class _InsertRun:
         except Exception:  # the general path records why (or how it failed)
             return None
         queued.extend(rows)
-        entry[2] = self.hash(bytes.fromhex(pointer) + canonical_json(raw, trusted=True)).hex()
+        entry[2] = _next_pointer(self.ctx, pointer, raw)
         entry[4] = True
         self._sequences[account] = tx.sequence
         self._accounts[account] = tx.sequence

@@ -75,9 +75,13 @@ class StateOverlay:
             raw = self.conn.execute(
                 sa.select(self.t.kv.c.value).where(self.t.kv.c.key == key)
             ).scalar_one_or_none()
-            self._original[key] = raw
-            self._cache[key] = None if raw is None else parse_json(raw)
+            self._remember(key, raw)
         return self._cache[key]
+
+    def _remember(self, key: str, raw: bytes | None) -> None:
+        """Cache a stored value (``None``: absent) as read at the start of the block."""
+        self._original[key] = raw
+        self._cache[key] = None if raw is None else parse_json(raw)
 
     def prefetch(self, keys: list[str]) -> None:
         """Load many keys with one query per 500 (e.g. the accounts of a block's transactions)
@@ -90,9 +94,7 @@ class StateOverlay:
                 self.conn.execute(sa.select(kv.c.key, kv.c.value).where(kv.c.key.in_(chunk))).all()
             )
             for key in chunk:
-                raw = found.get(key)
-                self._original[key] = raw
-                self._cache[key] = None if raw is None else parse_json(raw)
+                self._remember(key, found.get(key))
 
     def get(self, key: str, default: Any = None) -> Any:
         value = self._load(key)

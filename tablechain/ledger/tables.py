@@ -124,20 +124,6 @@ def json_value(field: FieldDef, value: Any) -> Any:
     return value
 
 
-_NAMES: dict[int, tuple[tuple[FieldDef, ...], frozenset[str]]] = {}
-
-
-def _field_names(fields: Sequence[FieldDef]) -> frozenset[str]:
-    cached = _NAMES.get(id(fields))
-    if cached is None or cached[0] is not fields:
-        if len(_NAMES) > 4096:
-            _NAMES.clear()
-        cached = (tuple(fields), frozenset(f.name for f in fields))
-        if isinstance(fields, tuple):
-            _NAMES[id(fields)] = (fields, cached[1])
-    return cached[1]
-
-
 class TableEngine:
     """Physical table operations on one connection, keeping digests in the overlay."""
 
@@ -316,7 +302,7 @@ class TableEngine:
         """Validate a row to insert: coerce every value, apply defaults and auto-increment."""
         if not isinstance(given, dict):
             raise BadField("each row to insert is a JSON object")
-        names = _field_names(fields)
+        names = {f.name for f in fields}
         if not names.issuperset(given):
             raise BadField(f"unknown fields {sorted(set(given) - names)}")
         row: dict[str, Any] = {}

@@ -395,9 +395,11 @@ register_transaction_type(
 # --- envelope --------------------------------------------------------------------------------
 
 
-def signing_bytes(tx_json: Mapping[str, Any]) -> bytes:
-    """The bytes that are signed and hashed: canonical JSON without ``TxnSignature``."""
-    return canonical_json({k: v for k, v in tx_json.items() if k != "TxnSignature"})
+def signing_bytes(tx_json: Mapping[str, Any], trusted: bool = False) -> bytes:
+    """The bytes that are signed and hashed: canonical JSON without ``TxnSignature``.
+
+    ``trusted``: ``tx_json`` came from the strict decoder (see ``canonical_json``)."""
+    return canonical_json({k: v for k, v in tx_json.items() if k != "TxnSignature"}, trusted)
 
 
 def _hex_field(obj: Mapping[str, Any], key: str) -> bytes:

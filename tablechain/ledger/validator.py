@@ -63,7 +63,7 @@ from tablechain.ledger.consensus import (
 from tablechain.ledger.errors import LedgerError
 from tablechain.ledger.execution import AdmissionHook, ExecutorRegistry
 from tablechain.ledger.node import Node, NodeConfig
-from tablechain.ledger.transactions import SignedTransaction, parse_transaction
+from tablechain.ledger.transactions import SignedTransaction, parse_transaction, signing_bytes
 
 __all__ = [
     "LedgerApplication",
@@ -235,8 +235,7 @@ class LedgerApplication:
         for t in raw:
             held = None
             if isinstance(t, dict) and isinstance(t.get("TxnSignature"), str):
-                unsigned = {k: v for k, v in t.items() if k != "TxnSignature"}
-                held = self.node.mempool.get(suite.hash(canonical_json(unsigned, trusted=True)))
+                held = self.node.mempool.get(suite.hash(signing_bytes(t, trusted=True)))
             if held is None or held.json != t:
                 held = parse_transaction(dict(t), suite, net, verify=False)
             parsed.append(held)

@@ -124,17 +124,24 @@ def secure_mean(
     return _open(protocol, "mean", _mean(protocol, table), to, before, table.shape[0])
 
 
+def _centred(
+    protocol: SecretSharing, data: SharedTensor | Mapping[int, Any], ddof: int
+) -> tuple[int, SharedTensor]:
+    """The joint table's row count and the table centred on its secure column means."""
+    table = _as_table(protocol, data)
+    n = table.shape[0]
+    if n - ddof <= 0:
+        raise ShapeMismatch(f"{n} rows are too few for ddof={ddof}")
+    return n, table - _mean(protocol, table)
+
+
 def secure_variance(
     protocol: SecretSharing, data: SharedTensor | Mapping[int, Any], ddof: int = 1,
     to: Iterable[int] | None = None,
 ) -> StatisticResult:
     """Column variances (two-pass: centre on the secure mean, then mean of squares)."""
     before = protocol.network.traffic.copy()
-    table = _as_table(protocol, data)
-    n = table.shape[0]
-    if n - ddof <= 0:
-        raise ShapeMismatch(f"{n} rows are too few for ddof={ddof}")
-    centred = table - _mean(protocol, table)
+    n, centred = _centred(protocol, data, ddof)
     var = protocol.div_public((centred * centred).sum(axis=0), n - ddof)
     return _open(protocol, "variance", var, to, before, n)
 
@@ -145,10 +152,6 @@ def secure_covariance(
 ) -> StatisticResult:
     """Covariance matrix of the columns (one matrix product of the centred table)."""
     before = protocol.network.traffic.copy()
-    table = _as_table(protocol, data)
-    n = table.shape[0]
-    if n - ddof <= 0:
-        raise ShapeMismatch(f"{n} rows are too few for ddof={ddof}")
-    centred = table - _mean(protocol, table)
+    n, centred = _centred(protocol, data, ddof)
     cov = protocol.div_public(centred.T @ centred, n - ddof)
     return _open(protocol, "covariance", cov, to, before, n)

@@ -110,6 +110,14 @@ def _print_json(obj: Any) -> None:
     sys.stdout.flush()
 
 
+def _show(info: dict[str, Any], title: str, as_json: bool, sort: bool = False) -> None:
+    """A command's result: JSON for scripts, or a two-column table."""
+    if as_json:
+        _print_json(info)
+    else:
+        out.print(_kv_table(title, sorted(info.items()) if sort else list(info.items())))
+
+
 def _kv_table(title: str, items: Sequence[tuple[str, Any]]) -> Table:
     table = Table(title=title, show_header=False, title_justify="left")
     table.add_column(style="bold")
@@ -198,10 +206,8 @@ def node_init(
             "validator": genesis.validators[0]["address"],
             "db_url": settings.resolved_db_url,
             "rpc": f"http://{settings.rpc_host}:{settings.rpc_port}"}
-    if as_json:
-        _print_json(info)
-    else:
-        out.print(_kv_table("new chain", list(info.items())))
+    _show(info, "new chain", as_json)
+    if not as_json:
         out.print(f"start it with: tablechain node start {settings.datadir}")
 
 
@@ -236,10 +242,7 @@ def node_status(
         url = rpc_url_of(load_settings(datadir)) if datadir is not None else DEFAULT_URL
     with Client(url) as client:
         info = client.server_info()
-    if as_json:
-        _print_json(info)
-    else:
-        out.print(_kv_table(f"node at {url}", sorted(info.items())))
+    _show(info, f"node at {url}", as_json, sort=True)
 
 
 @node_app.command("rebuild")
@@ -274,10 +277,7 @@ def node_rebuild(
             target.close()
     finally:
         source.close()
-    if as_json:
-        _print_json(info)
-    else:
-        out.print(_kv_table("rebuilt", list(info.items())))
+    _show(info, "rebuilt", as_json)
 
 
 # --- accounts ----------------------------------------------------------------------------------
@@ -321,10 +321,7 @@ def account_info(
     """An account's last committed Sequence and the next one to use."""
     with _client(url, key, need_key=address is None) as client:
         info = client.account_info(address)
-    if as_json:
-        _print_json(info)
-    else:
-        out.print(_kv_table("account", list(info.items())))
+    _show(info, "account", as_json)
 
 
 # --- tables ------------------------------------------------------------------------------------
@@ -465,10 +462,7 @@ def table_info(name: str, owner: OwnerOpt = None, url: UrlOpt = DEFAULT_URL,
         raise ConfigError("pass --owner (or --key to mean your own table)")
     with _client(url, key, need_key=False) as client:
         info = client.table_info(owner or client.address, name)
-    if as_json:
-        _print_json(info)
-    else:
-        out.print(_kv_table(f"table {name}", sorted(info.items())))
+    _show(info, f"table {name}", as_json, sort=True)
 
 
 @app.command("tx")
