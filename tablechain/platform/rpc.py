@@ -206,8 +206,10 @@ class RpcMethods:
             account = check_address(p.get("account"), "account")
         except InvalidTransaction as exc:
             raise RpcParamsError(f"account_info: {exc.message}") from None
-        committed = self.node.ledger.account_sequence(account)
+        # The pool first: a block committing in between removes the account's transactions
+        # from the pool only after the database holds them, so one of the two reads sees them.
         pending = self.node.mempool.next_sequence(account)
+        committed = self.node.ledger.account_sequence(account)
         return {"account": account, "sequence": committed,
                 "next_sequence": max(committed + 1, pending or 0),
                 "ledger_index": self.node.ledger.height}
