@@ -36,6 +36,25 @@ class Figure:
         }
 
 
+def busy_cpu_seconds() -> float | None:
+    """CPU seconds the whole machine has spent busy since boot (all cores, every process:
+    Ray's own daemons included), from /proc/stat; None where there is no /proc/stat.
+
+    The difference over a run divided by the work done is the machine's CPU cost per unit of
+    work: steadier than a rate on a machine whose other tenants come and go."""
+    try:
+        with open("/proc/stat", encoding="ascii") as f:
+            fields = f.readline().split()
+    except OSError:
+        return None
+    if not fields or fields[0] != "cpu":
+        return None
+    ticks = [int(x) for x in fields[1:]]
+    idle = ticks[3] + (ticks[4] if len(ticks) > 4 else 0)  # idle + iowait
+    busy = sum(ticks[:8]) - idle  # user nice system idle iowait irq softirq steal
+    return busy / os.sysconf("SC_CLK_TCK")
+
+
 def machine() -> dict[str, Any]:
     return {
         "cores": os.cpu_count(),

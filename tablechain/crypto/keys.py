@@ -14,6 +14,8 @@ from abc import ABC, abstractmethod
 from typing import Any, ClassVar
 
 import coincurve
+from coincurve._libsecp256k1 import ffi as _secp_ffi
+from coincurve._libsecp256k1 import lib as _secp_lib
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric import ed25519
 
@@ -39,6 +41,7 @@ __all__ = [
 
 SCHEMES = ("secp256k1", "ed25519", "sm2")
 _SECP256K1_N = 0xFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFEBAAEDCE6AF48A03BBFD25E8CD0364141
+_SECP256K1_HALF_N = (_SECP256K1_N // 2).to_bytes(32, "big")
 
 
 class CryptoError(TablechainError):
@@ -137,8 +140,26 @@ class Secp256k1PublicKey(PublicKey):
         return self._address
 
     def verify(self, message: bytes, signature: bytes) -> bool:
-        recovered = recover_secp256k1(message, signature)
-        return recovered is not None and recovered.to_bytes() == self._compressed
+        """Recover the signer from the signature and compare it with this key.
+
+        The same rules as ``recover_secp256k1`` (65 bytes, v in {0, 1}, low S, r and s in
+        range), but through libsecp256k1's own calls (coincurve's bundled library): the
+        recovered point is compared in place, without building and serialising a key object.
+        This runs once per transaction on every validator, so the ~10% it saves counts.
+        """
+        if len(signature) != 65 or signature[64] > 1 or signature[32:64] > _SECP256K1_HALF_N:
+            return False
+        ctx = self._key.context.ctx
+        parsed = _secp_ffi.new("secp256k1_ecdsa_recoverable_signature *")
+        # Refuses r or s >= n; recovery refuses r = 0 or s = 0.
+        if not _secp_lib.secp256k1_ecdsa_recoverable_signature_parse_compact(
+            ctx, parsed, signature, signature[64]
+        ):
+            return False
+        recovered = _secp_ffi.new("secp256k1_pubkey *")
+        if not _secp_lib.secp256k1_ecdsa_recover(ctx, recovered, parsed, keccak256(message)):
+            return False
+        return _secp_lib.secp256k1_ec_pubkey_cmp(ctx, recovered, self._key.public_key) == 0  # type: ignore[no-any-return]
 
 
 def recover_secp256k1(message: bytes, signature: bytes) -> Secp256k1PublicKey | None:

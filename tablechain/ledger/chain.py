@@ -10,7 +10,7 @@ its last committed block.
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
@@ -388,6 +388,13 @@ class Ledger:
     def account_sequence(self, account: str) -> int:
         with self.reader() as (state, _):
             return account_sequence(state, account)
+
+    def account_sequences(self, accounts: Iterable[str]) -> dict[str, int]:
+        """``account_sequence`` of several accounts, read in one query."""
+        accounts = list(accounts)
+        with self.reader() as (state, _):
+            state.prefetch([f"acct/{a}" for a in accounts])
+            return {a: account_sequence(state, a) for a in accounts}
 
     def read(self, owner: str, name: str, raw: Any, reader: str) -> list[dict[str, Any]]:
         with self.reader() as (state, tables):

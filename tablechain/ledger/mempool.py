@@ -10,7 +10,7 @@ from __future__ import annotations
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Sequence
 
 from tablechain.ledger.errors import BadNonce, FutureNonce, LedgerError, MempoolFull
 from tablechain.ledger.transactions import SignedTransaction
@@ -23,10 +23,15 @@ class DuplicateTransaction(LedgerError):
 
 
 class Mempool:
-    """Thread-safe pool; ``committed_sequence(account)`` reads the chain's last used Sequence."""
+    """Thread-safe pool; ``committed_sequences(accounts)`` reads the chain's last used Sequence
+    of each account (one read for a whole batch)."""
 
-    def __init__(self, committed_sequence: Callable[[str], int], max_size: int = 100_000) -> None:
-        self._committed_sequence = committed_sequence
+    def __init__(
+        self,
+        committed_sequences: Callable[[Iterable[str]], dict[str, int]],
+        max_size: int = 100_000,
+    ) -> None:
+        self._committed_sequences = committed_sequences
         self.max_size = max_size
         self._lock = threading.Lock()
         self._by_hash: OrderedDict[bytes, SignedTransaction] = OrderedDict()
@@ -45,24 +50,48 @@ class Mempool:
         return tx_hash in self._by_hash
 
     def add(self, tx: SignedTransaction) -> None:
+        [result] = self.add_many([tx])
+        if result is not None:
+            raise result
+
+    def add_many(self, txs: Sequence[SignedTransaction]) -> list[LedgerError | None]:
+        """Add transactions in order: per transaction None, or the error that refused it.
+
+        The committed Sequences of the accounts the pool holds nothing from are read once for
+        the batch, under the pool's lock (a block commits before it leaves the pool, so an
+        account with queued transactions never needs the chain's value)."""
         with self._lock:
-            if tx.hash in self._by_hash:
-                raise DuplicateTransaction(f"transaction {tx.hash_hex} is already queued")
-            if len(self._by_hash) >= self.max_size:
-                raise MempoolFull(f"the mempool holds {self.max_size} transactions; retry later")
-            expected = self._next_seq.get(tx.account)
-            if expected is None:
-                expected = self._committed_sequence(tx.account) + 1
-            if tx.sequence < expected:
-                raise BadNonce(f"Sequence {tx.sequence} was already used; next is {expected}")
-            if tx.sequence > expected:
-                raise FutureNonce(f"Sequence {tx.sequence} skips ahead; next is {expected}")
-            if not self._by_hash:
-                self.first_arrival = time.monotonic()
-            self._by_hash[tx.hash] = tx
-            self._next_seq[tx.account] = expected + 1
-            self._pending_count[tx.account] = self._pending_count.get(tx.account, 0) + 1
-        self.arrived.set()
+            unknown = {tx.account for tx in txs if tx.account not in self._next_seq}
+            committed = self._committed_sequences(sorted(unknown)) if unknown else {}
+            out: list[LedgerError | None] = []
+            for tx in txs:
+                try:
+                    self._add_locked(tx, committed)
+                except LedgerError as exc:
+                    out.append(exc)
+                    continue
+                out.append(None)
+        if any(r is None for r in out):
+            self.arrived.set()
+        return out
+
+    def _add_locked(self, tx: SignedTransaction, committed: dict[str, int]) -> None:
+        if tx.hash in self._by_hash:
+            raise DuplicateTransaction(f"transaction {tx.hash_hex} is already queued")
+        if len(self._by_hash) >= self.max_size:
+            raise MempoolFull(f"the mempool holds {self.max_size} transactions; retry later")
+        expected = self._next_seq.get(tx.account)
+        if expected is None:
+            expected = committed[tx.account] + 1
+        if tx.sequence < expected:
+            raise BadNonce(f"Sequence {tx.sequence} was already used; next is {expected}")
+        if tx.sequence > expected:
+            raise FutureNonce(f"Sequence {tx.sequence} skips ahead; next is {expected}")
+        if not self._by_hash:
+            self.first_arrival = time.monotonic()
+        self._by_hash[tx.hash] = tx
+        self._next_seq[tx.account] = expected + 1
+        self._pending_count[tx.account] = self._pending_count.get(tx.account, 0) + 1
 
     def get(self, tx_hash: bytes) -> SignedTransaction | None:
         """The queued transaction with this hash, if any."""

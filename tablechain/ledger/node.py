@@ -14,7 +14,7 @@ import threading
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 from tablechain.crypto import PrivateKey, address_to_text, parse_json
 from tablechain.errors import TablechainError
@@ -46,9 +46,9 @@ class NodeConfig:
     verify_workers: int | None = None  # signature-verification processes (default: one a core)
 
 
-@dataclass(frozen=True)
-class Event:
-    """A subscription event, in ChainSQL's shape."""
+class Event(NamedTuple):
+    """A subscription event, in ChainSQL's shape (a tuple: a block makes three per
+    transaction, and a frozen dataclass costs several times as much to build)."""
 
     kind: str  # "singleTransaction" or "table"
     status: str  # validate_success, validate_fail, db_success, db_error
@@ -126,7 +126,7 @@ class Node:
         self.address = address_to_text(key.address())
         self.max_block_txs = self.config.max_block_txs or genesis.max_block_txs
         self.max_block_wait_ms = self.config.max_block_wait_ms or genesis.max_block_wait_ms
-        self.mempool = Mempool(self.ledger.account_sequence, self.config.mempool_size)
+        self.mempool = Mempool(self.ledger.account_sequences, self.config.mempool_size)
         self._clock = clock or (lambda: int(time.time() * 1000))
         self._subscribers: list[Callable[[Event], None]] = []
         self._sub_lock = threading.Lock()
@@ -181,18 +181,11 @@ class Node:
             for tx, refusal in zip(fresh, check(self.ledger, fresh) if fresh else [], strict=True):
                 if refusal is not None:
                     refusals[id(tx)] = refusal
-        out: list[SignedTransaction | TablechainError] = []
-        for p in parsed:
-            if isinstance(p, SignedTransaction):
-                try:
-                    if id(p) in refusals:
-                        raise refusals[id(p)]
-                    self.mempool.add(p)
-                except TablechainError as exc:
-                    out.append(exc)
-                    continue
-            out.append(p)
-        return out
+        admitted = [p for p in good if id(p) not in refusals]
+        for tx, refusal in zip(admitted, self.mempool.add_many(admitted), strict=True):
+            if refusal is not None:
+                refusals[id(tx)] = refusal
+        return [refusals.get(id(p), p) if isinstance(p, SignedTransaction) else p for p in parsed]
 
     def submit_blob(self, data: bytes) -> SignedTransaction:
         if len(data) > MAX_TX_BYTES + 4096:

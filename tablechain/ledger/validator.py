@@ -388,20 +388,23 @@ class ValidatorNode(Node):
         # Duplicates are recognised by (Account, Sequence) without parsing: a transaction whose
         # Sequence this node already holds or has committed is dropped; the rest are verified
         # (once) by submit_many, which also refuses anything malformed.
-        fresh = []
+        nonces = []
         expected: dict[str, int] = {}
         for tx_json in transactions:
             account = tx_json.get("Account") if isinstance(tx_json, dict) else None
             sequence = tx_json.get("Sequence") if isinstance(tx_json, dict) else None
             if not isinstance(account, str) or type(sequence) is not int:
                 continue
+            nonces.append((tx_json, account, sequence))
             if account not in expected:
                 pending = self.mempool.next_sequence(account)
-                expected[account] = (
-                    pending if pending is not None else self.ledger.account_sequence(account) + 1
-                )
-            if sequence >= expected[account]:
-                fresh.append(tx_json)
+                if pending is not None:
+                    expected[account] = pending
+        unknown = {account for _, account, _ in nonces if account not in expected}
+        if unknown:  # one read for the accounts the pool holds nothing from
+            for account, last in self.ledger.account_sequences(sorted(unknown)).items():
+                expected[account] = last + 1
+        fresh = [tx_json for tx_json, account, sequence in nonces if sequence >= expected[account]]
         if fresh:
             self.submit_many(fresh, gossip=False)
 

@@ -59,3 +59,32 @@ def test_bad_keys_and_addresses():
     with pytest.raises(CryptoError):
         address_from_text("0x1234")
     assert address_from_text("0x" + "ab" * 20) == b"\xab" * 20
+
+
+def test_secp256k1_verify_agrees_with_recovery_on_edge_signatures():
+    """``verify`` (libsecp256k1 in place) refuses exactly what ``recover_secp256k1`` refuses."""
+    from tablechain.crypto.keys import recover_secp256k1
+
+    key = generate_private_key("secp256k1")
+    sig = key.sign(b"m")
+    n = 0xFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFEBAAEDCE6AF48A03BBFD25E8CD0364141
+    r, s, v = sig[:32], sig[32:64], sig[64]
+    half = (n // 2).to_bytes(32, "big")
+    cases = {
+        "good": sig,
+        "wrong v": r + s + bytes([v ^ 1]),
+        "v = 2": r + s + b"\x02",
+        "v = 27": r + s + bytes([27]),
+        "r = 0": bytes(32) + s + bytes([v]),
+        "s = 0": r + bytes(32) + bytes([v]),
+        "r = n": n.to_bytes(32, "big") + s + bytes([v]),
+        "s = n/2 + 1": r + (n // 2 + 1).to_bytes(32, "big") + bytes([v]),
+        "s = n/2": r + half + bytes([v]),
+        "short": sig[:64],
+        "long": sig + b"\x00",
+    }
+    for name, candidate in cases.items():
+        recovered = recover_secp256k1(b"m", candidate)
+        expected = recovered is not None and recovered.to_bytes() == key.public_key.to_bytes()
+        assert key.public_key.verify(b"m", candidate) is expected, name
+    assert key.public_key.verify(b"m", cases["good"])
