@@ -12,7 +12,7 @@ import gc
 import logging
 import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass
 from typing import Any, NamedTuple
 
@@ -74,6 +74,12 @@ class Event(NamedTuple):
         return out
 
 
+_OK_STATUSES = ("validate_success", "db_success")  # in the order they are sent
+_FAIL_STATUSES = ("validate_fail", "db_error")
+_ALL_STATUSES = frozenset(_OK_STATUSES + _FAIL_STATUSES)
+_TABLE_STATUS = "db_success"  # a table's subscribers hear of its successful changes
+
+
 def touched_tables(tx: SignedTransaction) -> list[tuple[str, str]]:
     """(owner, table name) of every table a table transaction names, in order, unique."""
     body = tx.body
@@ -128,7 +134,7 @@ class Node:
         self.max_block_wait_ms = self.config.max_block_wait_ms or genesis.max_block_wait_ms
         self.mempool = Mempool(self.ledger.account_sequences, self.config.mempool_size)
         self._clock = clock or (lambda: int(time.time() * 1000))
-        self._subscribers: list[Callable[[Event], None]] = []
+        self._subscribers: list[tuple[Callable[[Event], None], frozenset[str] | None]] = []
         self._sub_lock = threading.Lock()
         self._committed = threading.Condition()
         self._stop = threading.Event()
@@ -245,14 +251,19 @@ class Node:
 
     # --- events ------------------------------------------------------------------------------
 
-    def subscribe(self, callback: Callable[[Event], None]) -> Callable[[], None]:
+    def subscribe(
+        self, callback: Callable[[Event], None], statuses: Collection[str] | None = None
+    ) -> Callable[[], None]:
+        """Call ``callback`` with every event of each committed block (on the committing
+        thread), or only those whose ``status`` is in ``statuses``; returns the unsubscribe."""
+        entry = (callback, None if statuses is None else frozenset(statuses))
         with self._sub_lock:
-            self._subscribers.append(callback)
+            self._subscribers.append(entry)
 
         def unsubscribe() -> None:
             with self._sub_lock:
-                if callback in self._subscribers:
-                    self._subscribers.remove(callback)
+                if entry in self._subscribers:
+                    self._subscribers.remove(entry)
 
         return unsubscribe
 
@@ -263,36 +274,32 @@ class Node:
             subscribers = list(self._subscribers)
         if not subscribers:
             return
+        # Only the events someone listens for are made (a block has thousands).
+        wanted: set[str] = set()
+        for _, statuses in subscribers:
+            wanted |= _ALL_STATUSES if statuses is None else statuses
         height = block.header.height
         events = []
         for tx, receipt in zip(block.transactions, block.receipts, strict=True):
             ok = receipt.success
-            events.append(
-                Event(
-                    "singleTransaction",
-                    "validate_success" if ok else "validate_fail",
-                    tx.hash_hex,
-                    height,
-                    receipt.result,
-                    receipt.message,
-                )
-            )
-            events.append(
-                Event(
-                    "singleTransaction",
-                    "db_success" if ok else "db_error",
-                    tx.hash_hex,
-                    height,
-                    receipt.result,
-                    receipt.message,
-                )
-            )
-            if ok:
+            for status in _OK_STATUSES if ok else _FAIL_STATUSES:
+                if status in wanted:
+                    events.append(
+                        Event(
+                            "singleTransaction",
+                            status,
+                            tx.hash_hex,
+                            height,
+                            receipt.result,
+                            receipt.message,
+                        )
+                    )
+            if ok and _TABLE_STATUS in wanted:
                 for owner, name in touched_tables(tx):
                     events.append(
                         Event(
                             "table",
-                            "db_success",
+                            _TABLE_STATUS,
                             tx.hash_hex,
                             height,
                             receipt.result,
@@ -301,8 +308,10 @@ class Node:
                             name,
                         )
                     )
-        for event in events:
-            for callback in subscribers:
+        for callback, statuses in subscribers:
+            for event in events:
+                if statuses is not None and event.status not in statuses:
+                    continue
                 try:
                     callback(event)
                 except Exception:

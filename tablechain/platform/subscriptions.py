@@ -79,13 +79,25 @@ class EventHub:
         self._by_tx: dict[str, set[Subscriber]] = {}
         self._by_table: dict[tuple[str, str], set[Subscriber]] = {}
         self._unsubscribe: Callable[[], None] | None = None
+        self._started = False
 
     def start(self) -> None:
-        if self._unsubscribe is None:
-            self._unsubscribe = self.node.subscribe(self._on_event)
+        with self._lock:
+            self._started = True
+            self._listen()
 
     def stop(self) -> None:
-        if self._unsubscribe is not None:
+        with self._lock:
+            self._started = False
+            self._listen()
+
+    def _listen(self) -> None:
+        """Listen to the node while anyone here subscribes to something (call under the lock):
+        with no subscription the node need not make a block's thousands of events for us."""
+        want = self._started and bool(self._by_tx or self._by_table)
+        if want and self._unsubscribe is None:
+            self._unsubscribe = self.node.subscribe(self._on_event)
+        elif not want and self._unsubscribe is not None:
             self._unsubscribe()
             self._unsubscribe = None
 
@@ -99,6 +111,7 @@ class EventHub:
                 self._discard(self._by_tx, tx, sub)
             for table in sub.tables:
                 self._discard(self._by_table, table, sub)
+            self._listen()
         sub.transactions.clear()
         sub.tables.clear()
 
@@ -122,6 +135,7 @@ class EventHub:
         with self._lock:
             sub.transactions.add(tx_hash)
             self._by_tx.setdefault(tx_hash, set()).add(sub)
+            self._listen()
         return True
 
     def subscribe_table(self, sub: Subscriber, owner: str, table: str) -> bool:
@@ -133,17 +147,20 @@ class EventHub:
         with self._lock:
             sub.tables.add(key)
             self._by_table.setdefault(key, set()).add(sub)
+            self._listen()
         return True
 
     def unsubscribe_transaction(self, sub: Subscriber, tx_hash: str) -> None:
         with self._lock:
             sub.transactions.discard(tx_hash)
             self._discard(self._by_tx, tx_hash, sub)
+            self._listen()
 
     def unsubscribe_table(self, sub: Subscriber, owner: str, table: str) -> None:
         with self._lock:
             sub.tables.discard((owner, table))
             self._discard(self._by_table, (owner, table), sub)
+            self._listen()
 
     def _on_event(self, event: Event) -> None:
         """Called on the block-producer thread: find the targets, hand over to the loop."""

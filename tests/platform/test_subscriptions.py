@@ -46,8 +46,10 @@ def test_events_cross_threads_to_matching_subscribers_only() -> None:
         hub = EventHub(node, asyncio.get_running_loop())  # type: ignore[arg-type]
         hub.start()
         a, b = hub.connect(), hub.connect()
+        assert node.callbacks == []  # nothing to route yet: the node makes no events for us
         assert hub.subscribe_transaction(a, TX)
         assert hub.subscribe_table(b, OWNER, "t")
+        assert len(node.callbacks) == 1
         node.emit_from_thread([
             Event("singleTransaction", "validate_success", TX, 3, "tesSUCCESS"),
             Event("singleTransaction", "validate_success", "cd" * 32, 3, "tesSUCCESS"),
@@ -69,6 +71,9 @@ def test_events_cross_threads_to_matching_subscribers_only() -> None:
                                      "t")])
         await asyncio.sleep(0.05)
         assert b.queue.empty()
+        assert node.callbacks == []  # a's ended with its final status, b's with b
+        assert hub.subscribe_table(a, OWNER, "t")
+        assert len(node.callbacks) == 1
         hub.stop()
         assert node.callbacks == []
 
