@@ -5,6 +5,7 @@ from tablechain.crypto.canonical import (
     canonical_json,
     parse_canonical,
     parse_json,
+    too_deep,
 )
 from tablechain.crypto.hashes import hash_by_name, keccak256, sha256, sm3
 from tablechain.crypto.keys import (
@@ -43,5 +44,6 @@ __all__ = [
     "public_key_from_bytes",
     "recover_secp256k1",
     "sha256",
+    "too_deep",
     "sm3",
 ]

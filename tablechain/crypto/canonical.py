@@ -14,7 +14,14 @@ import orjson
 
 from tablechain.errors import TablechainError
 
-__all__ = ["CanonicalJSONError", "canonical_json", "parse_json", "parse_canonical", "MAX_DEPTH"]
+__all__ = [
+    "CanonicalJSONError",
+    "canonical_json",
+    "parse_json",
+    "parse_canonical",
+    "too_deep",
+    "MAX_DEPTH",
+]
 
 MAX_DEPTH = 64
 
@@ -150,17 +157,19 @@ def parse_json(data: bytes | str, max_bytes: int | None = None) -> Any:
         raise
     except (ValueError, RecursionError) as exc:
         raise CanonicalJSONError(f"malformed JSON: {exc}") from None
-    if _too_deep(value):
+    if too_deep(value):
         raise CanonicalJSONError(f"JSON nested deeper than {MAX_DEPTH} levels")
     return value
 
 
-def parse_canonical(data: bytes, max_bytes: int | None = None) -> Any:
+def parse_canonical(data: bytes, max_bytes: int | None = None, *, nesting: bool = True) -> Any:
     """Decode bytes that must already be canonical JSON (what nodes send each other).
 
     Faster than ``parse_json`` on large documents: a C decoder, then the proof that the bytes
     are canonical (re-encoding gives them back exactly, which also rules out duplicate keys and
-    whitespace), no floats and bounded nesting.
+    whitespace), no floats and bounded nesting. ``nesting=False`` leaves the ``MAX_DEPTH``
+    check to the caller (the C decoder still refuses more than 1,024 levels): a validator
+    decoding a block checks each transaction it does not already hold instead of every one.
     """
     if max_bytes is not None and len(data) > max_bytes:
         raise CanonicalJSONError(f"JSON document of {len(data)} bytes exceeds {max_bytes}")
@@ -168,16 +177,23 @@ def parse_canonical(data: bytes, max_bytes: int | None = None) -> Any:
         value = orjson.loads(data)
     except orjson.JSONDecodeError as exc:
         raise CanonicalJSONError(f"malformed JSON: {exc}") from None
-    if _too_deep(value, floats=True):
-        # orjson reads integers beyond 64 bits as floats: the strict decoder decides (and
-        # refuses real floats and deep nesting with its own messages).
+    # orjson reads integers beyond 64 bits as floats: the strict decoder decides about any
+    # document that may hold a float or such an integer (and refuses real floats and deep
+    # nesting with its own messages). Canonical text with neither shows no number token with a
+    # fraction or an exponent and no run of 19 digits; text that is not canonical fails the
+    # re-encoding below whatever it holds.
+    suspect = data[:1] in b"-0123456789" or _FLOAT_OR_BIG.search(data) is not None
+    if too_deep(value, floats=suspect) if nesting or suspect else False:
         value = parse_json(data)
     if canonical_json(value, trusted=True) != data:
         raise CanonicalJSONError("the document is not in canonical form")
     return value
 
 
-def _too_deep(value: Any, floats: bool = False) -> bool:
+_FLOAT_OR_BIG = re.compile(rb"[:,\[]-?[0-9]+[.eE]|[0-9]{19}")
+
+
+def too_deep(value: Any, floats: bool = False) -> bool:
     """Whether ``value`` nests deeper than ``MAX_DEPTH`` (or, with ``floats``, holds a float)."""
     if floats and isinstance(value, float):
         return True

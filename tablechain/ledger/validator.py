@@ -32,7 +32,9 @@ from tablechain.crypto import (
     canonical_json,
     parse_canonical,
     public_key_from_bytes,
+    too_deep,
 )
+from tablechain.crypto.canonical import MAX_DEPTH
 from tablechain.errors import TablechainError
 from tablechain.ledger.admission import CertificateRequired
 from tablechain.ledger.blocks import BlockHeader
@@ -60,7 +62,7 @@ from tablechain.ledger.consensus import (
     TransactionsAvailable,
     ValidatorSet,
 )
-from tablechain.ledger.errors import LedgerError
+from tablechain.ledger.errors import InvalidTransaction, LedgerError
 from tablechain.ledger.execution import AdmissionHook, ExecutorRegistry
 from tablechain.ledger.node import Node, NodeConfig
 from tablechain.ledger.transactions import SignedTransaction, parse_transaction, signing_bytes
@@ -126,7 +128,9 @@ def encode_block(header: BlockHeader, txs: Sequence[SignedTransaction]) -> bytes
 
 
 def decode_block(data: bytes) -> tuple[BlockHeader, list[Mapping[str, Any]]]:
-    obj = parse_canonical(data, max_bytes=MAX_BLOCK_BYTES)  # validators send canonical blocks
+    # Validators send canonical blocks. Nesting is checked per transaction by the caller: one
+    # the node already holds is the very JSON it checked at submission.
+    obj = parse_canonical(data, max_bytes=MAX_BLOCK_BYTES, nesting=False)
     if not isinstance(obj, dict) or set(obj) != {"header", "transactions"}:
         raise ChainMismatch("a block is {header, transactions}")
     if not isinstance(obj["transactions"], list):
@@ -237,6 +241,8 @@ class LedgerApplication:
             if isinstance(t, dict) and isinstance(t.get("TxnSignature"), str):
                 held = self.node.mempool.get(suite.hash(signing_bytes(t, trusted=True)))
             if held is None or held.json != t:
+                if too_deep(t):
+                    raise InvalidTransaction(f"a block's transaction nests deeper than {MAX_DEPTH}")
                 held = parse_transaction(dict(t), suite, net, verify=False)
             parsed.append(held)
         unseen = [

@@ -122,3 +122,22 @@ floats = st.floats(allow_nan=True, allow_infinity=True)
 def test_any_float_anywhere_is_refused(value):
     with pytest.raises(CanonicalJSONError):
         canonical_json(value)
+
+
+@given(json_values)
+@settings(max_examples=200)
+def test_parse_canonical_without_nesting_check_round_trips_too(value):
+    assert parse_canonical(canonical_json(value), nesting=False) == value
+
+
+def test_parse_canonical_nesting_false_leaves_only_the_depth_to_the_caller():
+    deep = b"[" * 65 + b"]" * 65
+    assert parse_canonical(deep, nesting=False) == eval("[" * 65 + "]" * 65)
+    for bad in (b'{"a":1.5}', b'{"a":[1e5]}', b"1.5", b'{"b":1,"a":2}', b'{"a": 1}',
+                b"[" * 5000 + b"]" * 5000):
+        with pytest.raises(CanonicalJSONError):
+            parse_canonical(bad, nesting=False)
+    # integers beyond 64 bits decode exactly (orjson alone would make them floats)
+    big = canonical_json({"n": 2**70, "m": [-(2**65)]})
+    assert parse_canonical(big, nesting=False) == {"n": 2**70, "m": [-(2**65)]}
+    assert parse_canonical(big) == {"n": 2**70, "m": [-(2**65)]}

@@ -127,3 +127,33 @@ def test_a_validator_that_was_down_catches_up(cluster, tmp_path):
     cluster.wait_height(head, nodes=[back])
     assert back.ledger.head.state_root == nodes["v1"].ledger.block(back.ledger.height)["header"]["state_root"]
     assert rows_of(back, addr) == rows_of(nodes["v1"], addr)
+
+
+def test_a_block_with_a_deeply_nested_unknown_transaction_is_invalid_not_a_crash(tmp_path):
+    """decode_block leaves nesting to the validator: a transaction it does not hold is checked
+    before anything walks it, so a Byzantine proposer's deep JSON only makes the block invalid."""
+    from tablechain.crypto import canonical_json
+    from tablechain.ledger.blocks import BlockHeader
+
+    key = generate_private_key("ed25519")
+    genesis = Genesis(network_id=9, validators=(
+        {"id": "v0", "scheme": "ed25519", "public_key": key.public_key.to_bytes().hex()},))
+    hub = LocalHub()
+    node = ValidatorNode(f"sqlite:///{tmp_path / 'v0.db'}", genesis, key, "v0", hub, NodeConfig(),
+                         FAST)
+    try:
+        head = node.ledger.head
+        header = BlockHeader(head.height + 1, head.hash(node.ledger.suite), head.timestamp_ms + 1,
+                             "v0", "00" * 32, "00" * 32, "00" * 32, 1)
+        deep: object = 1
+        for _ in range(500):
+            deep = [deep]
+        signer = generate_private_key()
+        bad = {**tx(signer, 1, TransactionType="SQLStatement", OpType=6,
+                    Owner=address_to_text(signer.address()),
+                    Tables=[{"Table": {"TableName": "t"}}], Raw=[{"id": 1}]), "Raw": deep}
+        block = canonical_json({"header": header.to_json(), "transactions": [bad]})
+        assert node.app.validate_block(head.height + 1, block) is None
+    finally:
+        node.stop()
+        hub.close()
