@@ -346,7 +346,7 @@ class Ledger:
                         "idx": i,
                         "account": tx.account,
                         "sequence": tx.sequence,
-                        "tx": canonical_json(dict(tx.json), trusted=True).decode(),
+                        "tx": tx.encoded.decode(),
                         "result": r.result,
                         "receipt": r.encoded().decode(),
                     }

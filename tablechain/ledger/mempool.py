@@ -36,6 +36,7 @@ class Mempool:
         self._lock = threading.Lock()
         self._by_hash: OrderedDict[bytes, SignedTransaction] = OrderedDict()
         self._next_seq: dict[str, int] = {}  # next expected Sequence per account with pending txs
+        self._by_nonce: dict[tuple[str, int], SignedTransaction] = {}
         self._pending_count: dict[str, int] = {}
         self.arrived = threading.Event()
         # time.monotonic() when the pool last went from empty to holding something: the block
@@ -90,12 +91,18 @@ class Mempool:
         if not self._by_hash:
             self.first_arrival = time.monotonic()
         self._by_hash[tx.hash] = tx
+        self._by_nonce[(tx.account, tx.sequence)] = tx
         self._next_seq[tx.account] = expected + 1
         self._pending_count[tx.account] = self._pending_count.get(tx.account, 0) + 1
 
     def get(self, tx_hash: bytes) -> SignedTransaction | None:
         """The queued transaction with this hash, if any."""
         return self._by_hash.get(tx_hash)
+
+    def by_nonce(self, account: str, sequence: int) -> SignedTransaction | None:
+        """The queued transaction of ``account`` with this ``Sequence``, if any (the pool holds
+        at most one)."""
+        return self._by_nonce.get((account, sequence))
 
     def next_sequence(self, account: str) -> int | None:
         """The next Sequence the pool expects from ``account`` if it holds any of its txs."""
@@ -118,6 +125,7 @@ class Mempool:
             for tx in txs:
                 if self._by_hash.pop(tx.hash, None) is None:
                     continue
+                self._by_nonce.pop((tx.account, tx.sequence), None)
                 left = self._pending_count.get(tx.account, 1) - 1
                 if left <= 0:
                     self._pending_count.pop(tx.account, None)

@@ -200,6 +200,13 @@ class SignedTransaction:
     def hash_hex(self) -> str:
         return self.hash.hex()
 
+    @cached_property
+    def encoded(self) -> bytes:
+        """The whole transaction (signature included) as canonical JSON: how blocks carry it
+        and the chain stores it. Its JSON passed the strict checks when it was parsed."""
+        body = self.json if type(self.json) is dict else dict(self.json)
+        return canonical_json(body, trusted=True)
+
 
 TxBodyParser = Callable[[Mapping[str, Any]], Any]
 _PARSERS: dict[str, tuple[TxBodyParser, frozenset[str]]] = {}

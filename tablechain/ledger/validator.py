@@ -65,7 +65,7 @@ from tablechain.ledger.consensus import (
 from tablechain.ledger.errors import InvalidTransaction, LedgerError
 from tablechain.ledger.execution import AdmissionHook, ExecutorRegistry
 from tablechain.ledger.node import Node, NodeConfig
-from tablechain.ledger.transactions import SignedTransaction, parse_transaction, signing_bytes
+from tablechain.ledger.transactions import SignedTransaction, parse_transaction
 
 __all__ = [
     "LedgerApplication",
@@ -122,9 +122,15 @@ def validator_set_from_genesis(genesis: Genesis) -> ValidatorSet:
 
 
 def encode_block(header: BlockHeader, txs: Sequence[SignedTransaction]) -> bytes:
-    return canonical_json(
-        {"header": header.to_json(), "transactions": [dict(tx.json) for tx in txs]}, trusted=True
-    )
+    """``{"header": ..., "transactions": [...]}`` as canonical JSON, put together from each
+    transaction's own canonical encoding (keys sorted: "header" < "transactions")."""
+    return b"".join((
+        b'{"header":',
+        canonical_json(header.to_json()),
+        b',"transactions":[',
+        b",".join(tx.encoded for tx in txs),
+        b"]}",
+    ))
 
 
 def decode_block(data: bytes) -> tuple[BlockHeader, list[Mapping[str, Any]]]:
@@ -236,11 +242,16 @@ class LedgerApplication:
         """
         suite, net = self.ledger.suite, self.ledger.genesis.network_id
         parsed = []
+        pool = self.node.mempool
         for t in raw:
             held = None
-            if isinstance(t, dict) and isinstance(t.get("TxnSignature"), str):
-                held = self.node.mempool.get(suite.hash(signing_bytes(t, trusted=True)))
-            if held is None or held.json != t:
+            if isinstance(t, dict):
+                account, sequence = t.get("Account"), t.get("Sequence")
+                if isinstance(account, str) and type(sequence) is int:
+                    held = pool.by_nonce(account, sequence)
+            # The pool holds at most one transaction per (Account, Sequence): it is the block's
+            # when their canonical encodings are the same bytes (then so are their hashes).
+            if held is None or held.encoded != canonical_json(t, trusted=True):
                 if too_deep(t):
                     raise InvalidTransaction(f"a block's transaction nests deeper than {MAX_DEPTH}")
                 held = parse_transaction(dict(t), suite, net, verify=False)

@@ -185,3 +185,16 @@ def test_hostile_conditions_fail_cleanly(node):
     expect_code(node, ('{"TransactionType":"SQLStatement","Raw":' + nested + "}").encode(), "temMALFORMED")
     node.submit(insert(key, 4, 1))
     assert node.produce_block().receipts[0].success
+
+
+def test_mempool_finds_a_queued_transaction_by_account_and_sequence(node):
+    key = generate_private_key()
+    account = address_to_text(key.address())
+    first = node.submit(create(key))
+    second = node.submit(insert(key, 2, 1))
+    assert node.mempool.by_nonce(account, 1) is first
+    assert node.mempool.by_nonce(account, 2) is second
+    assert node.mempool.by_nonce(account, 3) is None
+    node.produce_block()
+    assert node.mempool.by_nonce(account, 1) is None and node.mempool.by_nonce(account, 2) is None
+    assert len(node.mempool) == 0

@@ -157,3 +157,24 @@ def test_a_block_with_a_deeply_nested_unknown_transaction_is_invalid_not_a_crash
     finally:
         node.stop()
         hub.close()
+
+
+def test_encode_block_is_the_canonical_json_of_header_and_transactions():
+    from tablechain.crypto import canonical_json
+    from tablechain.ledger.blocks import BlockHeader
+    from tablechain.ledger.transactions import CryptoSuite, parse_transaction
+    from tablechain.ledger.validator import decode_block, encode_block
+
+    signer = generate_private_key()
+    owner = address_to_text(signer.address())
+    txs = [parse_transaction(tx(signer, i + 1, TransactionType="SQLStatement", OpType=6,
+                                Owner=owner, Tables=[{"Table": {"TableName": "t"}}],
+                                Raw=[{"id": i, "who": "ü\\\"<>", "n": 2**70}]),
+                             CryptoSuite("international"), 9) for i in range(3)]
+    header = BlockHeader(2, "ab" * 32, 5, "v0", "cd" * 32, "ef" * 32, "01" * 32, 3)
+    data = encode_block(header, txs)
+    assert data == canonical_json(
+        {"header": header.to_json(), "transactions": [dict(t.json) for t in txs]})
+    assert decode_block(data) == (header, [dict(t.json) for t in txs])
+    assert encode_block(header, []) == canonical_json({"header": header.to_json(),
+                                                       "transactions": []})
