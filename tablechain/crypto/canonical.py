@@ -180,8 +180,9 @@ def parse_canonical(data: bytes, max_bytes: int | None = None, *, nesting: bool 
     # orjson reads integers beyond 64 bits as floats: the strict decoder decides about any
     # document that may hold a float or such an integer (and refuses real floats and deep
     # nesting with its own messages). Canonical text with neither shows no number token with a
-    # fraction or an exponent and no run of 19 digits; text that is not canonical fails the
-    # re-encoding below whatever it holds.
+    # fraction or an exponent and none of 19 digits or more (hex strings hold digit runs, but
+    # not after ":", "," or "["); text that is not canonical fails the re-encoding below
+    # whatever it holds.
     suspect = data[:1] in b"-0123456789" or _FLOAT_OR_BIG.search(data) is not None
     if too_deep(value, floats=suspect) if nesting or suspect else False:
         value = parse_json(data)
@@ -190,7 +191,7 @@ def parse_canonical(data: bytes, max_bytes: int | None = None, *, nesting: bool 
     return value
 
 
-_FLOAT_OR_BIG = re.compile(rb"[:,\[]-?[0-9]+[.eE]|[0-9]{19}")
+_FLOAT_OR_BIG = re.compile(rb"[:,\[]-?(?:[0-9]+[.eE]|[0-9]{19})")  # a number token, as above
 
 
 def too_deep(value: Any, floats: bool = False) -> bool:
