@@ -147,17 +147,27 @@ class Node:
 
     # --- admission of transactions -----------------------------------------------------------
 
-    def check_transaction(self, tx_json: Any, size: int | None = None) -> SignedTransaction:
-        """Stateless checks (shape, size, signature) of a submitted transaction."""
-        return parse_transaction(tx_json, self.ledger.suite, self.genesis.network_id, size)
+    def check_transaction(
+        self, tx_json: Any, size: int | None = None, trusted: bool = False
+    ) -> SignedTransaction:
+        """Stateless checks (shape, size, signature) of a submitted transaction.
 
-    def submit(self, tx_json: Any, size: int | None = None) -> SignedTransaction:
+        ``trusted``: the JSON came from a strict decoder (``parse_json``), as over RPC."""
+        return parse_transaction(
+            tx_json, self.ledger.suite, self.genesis.network_id, size, trusted=trusted
+        )
+
+    def submit(
+        self, tx_json: Any, size: int | None = None, trusted: bool = False
+    ) -> SignedTransaction:
         """Admit a transaction to the mempool or raise a ``TablechainError``."""
-        return self.submit_checked(self.check_transaction(tx_json, size))
+        return self.submit_checked(self.check_transaction(tx_json, size, trusted))
 
-    def check_many(self, txs: list[Any]) -> list[SignedTransaction | TablechainError]:
+    def check_many(
+        self, txs: list[Any], trusted: bool = False
+    ) -> list[SignedTransaction | TablechainError]:
         """``check_transaction`` for a batch, in parallel worker processes (stateless)."""
-        return self.verifier.verify(txs, self.ledger.suite, self.genesis.network_id)
+        return self.verifier.verify(txs, self.ledger.suite, self.genesis.network_id, trusted)
 
     def submit_checked(self, checked: SignedTransaction | TablechainError) -> SignedTransaction:
         """Admit one transaction already checked by ``check_transaction`` / ``check_many``
@@ -167,10 +177,12 @@ class Node:
             raise result
         return result
 
-    def submit_many(self, txs: list[Any]) -> list[SignedTransaction | TablechainError]:
+    def submit_many(
+        self, txs: list[Any], trusted: bool = False
+    ) -> list[SignedTransaction | TablechainError]:
         """Admit a batch: signatures are verified in parallel worker processes, then each
         transaction enters the mempool in order. One result (or error) per transaction."""
-        return self._admit(self.check_many(txs))
+        return self._admit(self.check_many(txs, trusted))
 
     def _admit(
         self, parsed: list[SignedTransaction | TablechainError]
@@ -199,7 +211,7 @@ class Node:
     def submit_blob(self, data: bytes) -> SignedTransaction:
         if len(data) > MAX_TX_BYTES + 4096:
             raise TooLarge(f"request of {len(data)} bytes exceeds the limit")
-        return self.submit(parse_json(data), len(data))
+        return self.submit(parse_json(data), len(data), trusted=True)
 
     # --- block production --------------------------------------------------------------------
 

@@ -420,17 +420,24 @@ def _hex_field(obj: Mapping[str, Any], key: str) -> bytes:
 
 
 def parse_transaction(
-    tx_json: Any, suite: CryptoSuite, network_id: int, size: int | None = None, verify: bool = True
+    tx_json: Any,
+    suite: CryptoSuite,
+    network_id: int,
+    size: int | None = None,
+    verify: bool = True,
+    trusted: bool = False,
 ) -> SignedTransaction:
     """Validate a signed transaction's shape and signature and return it typed.
 
     Raises an ``InvalidTransaction`` / ``BadSignature`` / ``TooLarge`` with a stable code.
     ``verify=False`` skips only the signature check (for re-parsing already verified blocks).
+    ``trusted=True``: ``tx_json`` came from the strict decoders (``parse_json``, or
+    ``parse_canonical`` with its nesting checked), so it holds JSON types only and no float.
     """
     if not isinstance(tx_json, dict):
         raise InvalidTransaction("a transaction is a JSON object")
     try:
-        signed = signing_bytes(tx_json)
+        signed = signing_bytes(tx_json, trusted)
     except CanonicalJSONError as exc:
         raise InvalidTransaction(exc.message) from None
     size = len(signed) if size is None else size

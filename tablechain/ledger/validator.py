@@ -92,8 +92,9 @@ class Transport(Protocol):
         """Deliver ``message`` to one validator."""
         ...
 
-    def gossip(self, sender: str, transactions: Sequence[Mapping[str, Any]]) -> None:
-        """Hand submitted transactions (signed JSON) to every other validator."""
+    def gossip(self, sender: str, data: bytes, count: int) -> None:
+        """Hand submitted transactions to every other validator: ``data`` is a canonical JSON
+        array of ``count`` signed transactions."""
         ...
 
 
@@ -400,16 +401,25 @@ class ValidatorNode(Node):
         """A consensus message from a peer (any thread)."""
         self._events.put(MessageReceived(message))
 
-    def deliver_transactions(self, transactions: list[Any]) -> None:
-        """Transactions gossiped by a peer: admitted here too (duplicates are skipped)."""
+    def deliver_transactions(self, data: bytes) -> None:
+        """Transactions gossiped by a peer (a canonical JSON array of signed transactions):
+        admitted here too (duplicates are skipped, anything malformed is dropped)."""
+        try:
+            transactions = parse_canonical(data, max_bytes=MAX_BLOCK_BYTES, nesting=False)
+        except TablechainError as exc:
+            log.info("dropped malformed gossip on %s: %s", self.validator_id, exc.message)
+            return
+        if not isinstance(transactions, list):
+            return
         # Duplicates are recognised by (Account, Sequence) without parsing: a transaction whose
         # Sequence this node already holds or has committed is dropped; the rest are verified
         # (once) by submit_many, which also refuses anything malformed.
         nonces = []
         expected: dict[str, int] = {}
         for tx_json in transactions:
-            account = tx_json.get("Account") if isinstance(tx_json, dict) else None
-            sequence = tx_json.get("Sequence") if isinstance(tx_json, dict) else None
+            if not isinstance(tx_json, dict) or too_deep(tx_json):
+                continue
+            account, sequence = tx_json.get("Account"), tx_json.get("Sequence")
             if not isinstance(account, str) or type(sequence) is not int:
                 continue
             nonces.append((tx_json, account, sequence))
@@ -422,21 +432,25 @@ class ValidatorNode(Node):
             for account, last in self.ledger.account_sequences(sorted(unknown)).items():
                 expected[account] = last + 1
         fresh = [tx_json for tx_json, account, sequence in nonces if sequence >= expected[account]]
-        if fresh:
-            self.submit_many(fresh, gossip=False)
+        if fresh:  # decoded strictly above: JSON types only, no float, nesting checked
+            self.submit_many(fresh, gossip=False, trusted=True)
+
+    def _gossip(self, txs: Sequence[SignedTransaction]) -> None:
+        data = b"[" + b",".join(tx.encoded for tx in txs) + b"]"
+        self.transport.gossip(self.validator_id, data, len(txs))
 
     def submit_checked(self, checked: SignedTransaction | TablechainError) -> SignedTransaction:
         tx = super().submit_checked(checked)
-        self.transport.gossip(self.validator_id, [dict(tx.json)])
+        self._gossip([tx])
         self._events.put(TransactionsAvailable())
         return tx
 
-    def submit_many(self, txs: list[Any], gossip: bool = True) -> list[Any]:
-        results = super().submit_many(txs)
-        admitted = [dict(r.json) for r in results if isinstance(r, SignedTransaction)]
+    def submit_many(self, txs: list[Any], trusted: bool = False, gossip: bool = True) -> list[Any]:
+        results = super().submit_many(txs, trusted)
+        admitted = [r for r in results if isinstance(r, SignedTransaction)]
         if admitted:
             if gossip:
-                self.transport.gossip(self.validator_id, admitted)
+                self._gossip(admitted)
             self._events.put(TransactionsAvailable())
         return results
 
@@ -546,8 +560,8 @@ class LocalHub:
     def send(self, sender: str, receiver: str, message: Message) -> None:
         self._queue.put((sender, receiver, message))
 
-    def gossip(self, sender: str, transactions: Sequence[Mapping[str, Any]]) -> None:
-        self._queue.put((sender, None, list(transactions)))
+    def gossip(self, sender: str, data: bytes, count: int) -> None:
+        self._queue.put((sender, None, data))
 
     def _run(self) -> None:
         while True:
@@ -561,7 +575,7 @@ class LocalHub:
                 if vid == sender or vid in self.cut or (receiver is not None and vid != receiver):
                     continue
                 try:
-                    if isinstance(payload, list):
+                    if isinstance(payload, bytes):
                         node.deliver_transactions(payload)
                     else:
                         node.deliver(payload)

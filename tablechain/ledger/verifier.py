@@ -21,18 +21,19 @@ _INLINE_BELOW = 64
 
 
 def verify_chunk(
-    txs: list[Any], suite_name: str, network_id: int, keep_json: bool = True
+    txs: list[Any], suite_name: str, network_id: int, keep_json: bool = True, trusted: bool = False
 ) -> list[SignedTransaction | TablechainError]:
     """Check each transaction fully (shape and signature): the parsed transaction, or why not.
 
     With ``keep_json=False`` the transactions come back without their JSON (the caller, who
     sent it, puts it back): a worker need not ship the submitted object back to the node.
+    ``trusted``: as ``parse_transaction``'s (the JSON came from a strict decoder).
     """
     suite = CryptoSuite(suite_name)
     out: list[SignedTransaction | TablechainError] = []
     for tx in txs:
         try:
-            parsed = parse_transaction(tx, suite, network_id)
+            parsed = parse_transaction(tx, suite, network_id, trusted=trusted)
         except TablechainError as exc:
             out.append(exc)
             continue
@@ -54,14 +55,16 @@ class ParallelVerifier:
         return self._pool
 
     def verify(
-        self, txs: list[Any], suite: CryptoSuite, network_id: int
+        self, txs: list[Any], suite: CryptoSuite, network_id: int, trusted: bool = False
     ) -> list[SignedTransaction | TablechainError]:
         if len(txs) < _INLINE_BELOW or self.workers == 1:
-            return verify_chunk(txs, suite.name, network_id)
+            return verify_chunk(txs, suite.name, network_id, True, trusted)
         size = -(-len(txs) // self.workers)
         chunks = [txs[i : i + size] for i in range(0, len(txs), size)]
         pool = self._get_pool()
-        futures = [pool.submit(verify_chunk, c, suite.name, network_id, False) for c in chunks]
+        futures = [
+            pool.submit(verify_chunk, c, suite.name, network_id, False, trusted) for c in chunks
+        ]
         out: list[SignedTransaction | TablechainError] = []
         for f in futures:
             out.extend(f.result())

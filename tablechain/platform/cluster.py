@@ -28,7 +28,7 @@ import signal
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -119,16 +119,31 @@ def init_ray(address: str | None = None, *, validators: Iterable[str] = (),
 # --- the transport ---------------------------------------------------------------------------
 
 
+def _one(item: Any) -> int:
+    return 1
+
+
+def _gossip_weight(item: tuple[bytes, int]) -> int:
+    """Gossip travels as ``(data, count)``: a canonical JSON array of signed transactions
+    (bytes cross Ray far cheaper than the objects they encode) and how many it holds."""
+    return item[1]
+
+
 class _Link:
-    """One channel to one peer: a queue drained by a thread into batched actor calls."""
+    """One channel to one peer: a queue drained by a thread into batched actor calls.
+
+    ``weight`` counts an item (in messages, or in transactions for gossip) for the queue's
+    limit and the counters."""
 
     def __init__(self, transport: RayTransport, peer: str, method: str, max_in_flight: int,
-                 max_queued: int) -> None:
+                 max_queued: int, weight: Callable[[Any], int] = _one) -> None:
         self.transport = transport
         self.peer = peer
         self.method = method
         self.max_in_flight = max_in_flight
         self.max_queued = max_queued
+        self.weight = weight
+        self.queued = 0
         self.items: list[Any] = []
         self.inflight: list[Any] = []
         self.cond = threading.Condition()
@@ -144,10 +159,13 @@ class _Link:
     def put(self, items: Sequence[Any]) -> None:
         with self.cond:
             self.items.extend(items)
-            overflow = len(self.items) - self.max_queued
-            if overflow > 0:  # the peer is far behind: drop the oldest (the protocol re-sends)
-                del self.items[:overflow]
-                self.dropped += overflow
+            self.queued += sum(self.weight(i) for i in items)
+            # The peer is far behind: drop the oldest (the protocol re-sends; a dropped
+            # transaction reaches the peer in the block that carries it).
+            while self.queued > self.max_queued and len(self.items) > 1:
+                lost = self.weight(self.items.pop(0))
+                self.queued -= lost
+                self.dropped += lost
             self.cond.notify()
 
     def close(self) -> None:
@@ -164,6 +182,7 @@ class _Link:
                 if self.closed:
                     return
                 batch, self.items = self.items, []
+                self.queued = 0
             try:
                 self._reap(0.0)
                 while len(self.inflight) >= self.max_in_flight and not self.closed:
@@ -172,23 +191,23 @@ class _Link:
                     self._send(batch)
             except Exception:  # never let the link die: log, drop the batch, go on
                 log.exception("link %s to %s failed", self.method, self.peer)
-                self.dropped += len(batch)
+                self.dropped += sum(self.weight(i) for i in batch)
 
     def _send(self, batch: list[Any]) -> None:
         handle = self.transport.handle(self.peer)
         if handle is None:
-            self.dropped += len(batch)
+            self.dropped += sum(self.weight(i) for i in batch)
             return
         try:
             ref = getattr(handle, self.method).remote(self.transport.me, batch)
         except Exception as exc:  # a dead actor: look its name up again next time
             log.info("call %s on %s failed: %s", self.method, self.peer, exc)
             self.transport.forget(self.peer)
-            self.dropped += len(batch)
+            self.dropped += sum(self.weight(i) for i in batch)
             return
         self.inflight.append(ref)
         self.calls += 1
-        self.sent += len(batch)
+        self.sent += sum(self.weight(i) for i in batch)
 
     def _reap(self, timeout: float) -> None:
         if not self.inflight:
@@ -223,7 +242,7 @@ class RayTransport:
         self.consensus = {p: _Link(self, p, "deliver_batch", max_in_flight, max_queued)
                           for p in self.peers}
         self.gossip_links = {p: _Link(self, p, "deliver_gossip", max_gossip_in_flight,
-                                      max_gossip_queued) for p in self.peers}
+                                      max_gossip_queued, _gossip_weight) for p in self.peers}
 
     def handle(self, peer: str) -> Any:
         """The peer's actor handle, looked up by name (None while it cannot be found)."""
@@ -257,11 +276,10 @@ class RayTransport:
         if link is not None:
             link.put((message,))
 
-    def gossip(self, sender: str, transactions: Sequence[Mapping[str, Any]]) -> None:
-        txs = list(transactions)
-        self.gossiped_txs += len(txs)
+    def gossip(self, sender: str, data: bytes, count: int) -> None:
+        self.gossiped_txs += count
         for link in self.gossip_links.values():
-            link.put(txs)
+            link.put(((data, count),))
 
     def stats(self) -> dict[str, Any]:
         """Counters: what this validator sent (gossip counts transactions it originated)."""
@@ -352,8 +370,10 @@ class ValidatorActor:
         for message in messages:
             self.node.deliver(message)
 
-    def deliver_gossip(self, sender: str, transactions: list[Any]) -> None:
-        self.node.deliver_transactions(transactions)
+    def deliver_gossip(self, sender: str, batches: list[Any]) -> None:
+        for batch in batches:  # (data, count) each, see _gossip_weight
+            if isinstance(batch, (tuple, list)) and batch and isinstance(batch[0], bytes):
+                self.node.deliver_transactions(batch[0])
 
     # --- from clients and the cluster manager ---
 
@@ -415,8 +435,8 @@ def validator_actor_class() -> Any:
             super().deliver_batch(sender, messages)
 
         @ray.method(concurrency_group="gossip", max_task_retries=0)  # type: ignore[misc]
-        def deliver_gossip(self, sender: str, transactions: list[Any]) -> None:
-            super().deliver_gossip(sender, transactions)
+        def deliver_gossip(self, sender: str, batches: list[Any]) -> None:
+            super().deliver_gossip(sender, batches)
 
         @ray.method(concurrency_group="client")  # type: ignore[misc]
         def info(self) -> dict[str, Any]:

@@ -138,7 +138,8 @@ class RpcMethods:
         return params
 
     def submit(self, params: Any) -> dict[str, Any]:
-        return self._queued(self.node.submit(self.submitted_tx(params)))
+        # Requests are decoded by the strict decoder: JSON types only, no float, bounded depth.
+        return self._queued(self.node.submit(self.submitted_tx(params), trusted=True))
 
     def submit_checked(self, checked: Any) -> dict[str, Any]:
         """``submit`` of a transaction already checked with the rest of its batch."""
@@ -316,7 +317,7 @@ async def _check_submissions(methods: RpcMethods, batch: list[Any]) -> dict[int,
                 continue  # answered as a bad request when its turn comes
     if len(found) < 2:
         return {}
-    verdicts = await run_in_threadpool(methods.node.check_many, [tx for _, tx in found])
+    verdicts = await run_in_threadpool(methods.node.check_many, [tx for _, tx in found], True)
     return {i: verdict for (i, _), verdict in zip(found, verdicts, strict=True)}
 
 

@@ -178,3 +178,33 @@ def test_encode_block_is_the_canonical_json_of_header_and_transactions():
     assert decode_block(data) == (header, [dict(t.json) for t in txs])
     assert encode_block(header, []) == canonical_json({"header": header.to_json(),
                                                        "transactions": []})
+
+
+def test_malformed_gossip_is_dropped_and_good_gossip_admitted(tmp_path):
+    """Gossip is a canonical JSON array of signed transactions; anything else changes nothing."""
+    from tablechain.crypto import canonical_json
+
+    key = generate_private_key("ed25519")
+    genesis = Genesis(network_id=9, validators=(
+        {"id": "v0", "scheme": "ed25519", "public_key": key.public_key.to_bytes().hex()},))
+    hub = LocalHub()
+    node = ValidatorNode(f"sqlite:///{tmp_path / 'v0.db'}", genesis, key, "v0", hub, NodeConfig(),
+                         FAST)
+    try:
+        signer = generate_private_key()
+        good = tx(signer, 1, TransactionType="TableListSet", OpType=1,
+                  Tables=[{"Table": {"TableName": "t"}}], Raw=FIELDS)
+        deep: object = 1
+        for _ in range(100):
+            deep = [deep]
+        for bad in (b"not json", b'{"a":1}', b"[1.5]", b'[{"a": 1}]', b"[" * 2000 + b"]" * 2000,
+                    canonical_json([{**good, "Raw": deep}]),
+                    canonical_json([{**good, "TxnSignature": "00" * 64}]),
+                    canonical_json([{**good, "Sequence": 2}])):
+            node.deliver_transactions(bad)
+            assert len(node.mempool) == 0, bad[:40]
+        node.deliver_transactions(canonical_json([good, good]))  # the duplicate is skipped
+        assert len(node.mempool) == 1
+    finally:
+        node.stop()
+        hub.close()

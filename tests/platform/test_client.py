@@ -235,9 +235,10 @@ def test_submit_many_batches_are_checked_together_and_answered_in_order(
     checked: list[int] = []
     check_many = server.node.check_many
 
-    def spy(batch: list[Any]) -> list[Any]:
+    def spy(batch: list[Any], trusted: bool = False) -> list[Any]:
+        assert trusted  # the request was decoded by the strict decoder
         checked.append(len(batch))
-        return check_many(batch)
+        return check_many(batch, trusted)
 
     server.node.check_many = spy  # type: ignore[method-assign]
     try:
