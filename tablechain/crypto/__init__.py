@@ -1,10 +1,12 @@
 """Hashes, signature schemes, canonical JSON and addresses."""
 
 from tablechain.crypto.canonical import (
+    MAX_DEPTH,
     CanonicalJSONError,
     canonical_json,
     parse_canonical,
     parse_json,
+    parse_relayed,
     too_deep,
 )
 from tablechain.crypto.hashes import hash_by_name, keccak256, sha256, sm3
@@ -29,6 +31,7 @@ __all__ = [
     "Sm2PrivateKey",
     "Sm2PublicKey",
     "CanonicalJSONError",
+    "MAX_DEPTH",
     "CryptoError",
     "PrivateKey",
     "PublicKey",
@@ -40,6 +43,7 @@ __all__ = [
     "keccak256",
     "parse_json",
     "parse_canonical",
+    "parse_relayed",
     "private_key_from_bytes",
     "public_key_from_bytes",
     "recover_secp256k1",

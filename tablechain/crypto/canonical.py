@@ -19,6 +19,7 @@ __all__ = [
     "canonical_json",
     "parse_json",
     "parse_canonical",
+    "parse_relayed",
     "too_deep",
     "MAX_DEPTH",
 ]
@@ -171,45 +172,52 @@ def parse_canonical(data: bytes, max_bytes: int | None = None, *, nesting: bool 
     check to the caller (the C decoder still refuses more than 1,024 levels): a validator
     decoding a block checks each transaction it does not already hold instead of every one.
     """
-    if max_bytes is not None and len(data) > max_bytes:
-        raise CanonicalJSONError(f"JSON document of {len(data)} bytes exceeds {max_bytes}")
-    try:
-        value = orjson.loads(data)
-    except orjson.JSONDecodeError as exc:
-        raise CanonicalJSONError(f"malformed JSON: {exc}") from None
-    # orjson reads integers beyond 64 bits as floats: the strict decoder decides about any
-    # document that may hold a float or such an integer (and refuses real floats and deep
-    # nesting with its own messages). Canonical text with neither shows no number token with a
-    # fraction or an exponent and none of 19 digits or more (hex strings hold digit runs, but
-    # not after ":", "," or "["); text that is not canonical fails the re-encoding below
-    # whatever it holds.
-    suspect = data[:1] in b"-0123456789" or _FLOAT_OR_BIG.search(data) is not None
-    if too_deep(value, floats=suspect) if nesting or suspect else False:
-        value = parse_json(data)
+    value = _decode_fast(data, max_bytes, nesting)
     if canonical_json(value, trusted=True) != data:
         raise CanonicalJSONError("the document is not in canonical form")
     return value
 
 
-_FLOAT_OR_BIG = re.compile(rb"[:,\[]-?(?:[0-9]+[.eE]|[0-9]{19})")  # a number token, as above
+def parse_relayed(data: bytes, max_bytes: int | None = None) -> Any:
+    """Decode JSON a peer relays (gossiped transactions): JSON types only, no float, integers
+    exact; unlike ``parse_canonical`` the text need not be canonical (whoever uses a value
+    re-encodes it), and nesting is left to the caller, as with ``nesting=False``."""
+    return _decode_fast(data, max_bytes, False)
+
+
+def _decode_fast(data: bytes, max_bytes: int | None, nesting: bool) -> Any:
+    if max_bytes is not None and len(data) > max_bytes:
+        raise CanonicalJSONError(f"JSON document of {len(data)} bytes exceeds {max_bytes}")
+    # The standard C decoder: integers exact at any size, a float or NaN refused through its
+    # hooks (called only when one occurs), its own recursion bounded. Faster here than orjson
+    # followed by a scan for float tokens (a regex over every byte cost more than decoding).
+    try:
+        value = json.loads(data, parse_float=_no_float, parse_constant=_no_constant)
+    except CanonicalJSONError:
+        raise
+    except (ValueError, RecursionError) as exc:
+        raise CanonicalJSONError(f"malformed JSON: {exc}") from None
+    if nesting and too_deep(value):
+        raise CanonicalJSONError(f"JSON nested deeper than {MAX_DEPTH} levels")
+    return value
 
 
 def too_deep(value: Any, floats: bool = False) -> bool:
-    """Whether ``value`` nests deeper than ``MAX_DEPTH`` (or, with ``floats``, holds a float)."""
-    if floats and isinstance(value, float):
-        return True
-    stack = [(value, 1)]
-    while stack:
-        item, depth = stack.pop()
-        if isinstance(item, dict):
-            item = item.values()
-        elif not isinstance(item, list):
-            continue
-        if depth > MAX_DEPTH:
-            return True
-        for child in item:
-            if isinstance(child, (dict, list)):
-                stack.append((child, depth + 1))
-            elif floats and isinstance(child, float):
-                return True
-    return False
+    """Whether a decoded JSON ``value`` (plain dicts and lists, as the decoders make them)
+    nests deeper than ``MAX_DEPTH`` (or, with ``floats``, holds a float)."""
+    kind = type(value)
+    if kind is dict or kind is list:
+        return not _nesting_ok(value, 1, floats)
+    return floats and kind is float
+
+
+def _nesting_ok(container: Any, depth: int, floats: bool) -> bool:
+    # Recursion stops at MAX_DEPTH: the Python stack stays shallow whatever the input.
+    for child in container.values() if type(container) is dict else container:
+        kind = type(child)
+        if kind is dict or kind is list:
+            if depth >= MAX_DEPTH or not _nesting_ok(child, depth + 1, floats):
+                return False
+        elif floats and kind is float:
+            return False
+    return True

@@ -31,6 +31,7 @@ from tablechain.crypto import (
     PrivateKey,
     canonical_json,
     parse_canonical,
+    parse_relayed,
     public_key_from_bytes,
     too_deep,
 )
@@ -405,7 +406,7 @@ class ValidatorNode(Node):
         """Transactions gossiped by a peer (a canonical JSON array of signed transactions):
         admitted here too (duplicates are skipped, anything malformed is dropped)."""
         try:
-            transactions = parse_canonical(data, max_bytes=MAX_BLOCK_BYTES, nesting=False)
+            transactions = parse_relayed(data, max_bytes=MAX_BLOCK_BYTES)
         except TablechainError as exc:
             log.info("dropped malformed gossip on %s: %s", self.validator_id, exc.message)
             return

@@ -141,3 +141,30 @@ def test_parse_canonical_nesting_false_leaves_only_the_depth_to_the_caller():
     big = canonical_json({"n": 2**70, "m": [-(2**65)]})
     assert parse_canonical(big, nesting=False) == {"n": 2**70, "m": [-(2**65)]}
     assert parse_canonical(big) == {"n": 2**70, "m": [-(2**65)]}
+
+
+def test_parse_relayed_takes_any_json_layout_but_no_float():
+    from tablechain.crypto import parse_relayed
+
+    assert parse_relayed(b'[ {"b": 1, "a": [2, -3]} ]') == [{"b": 1, "a": [2, -3]}]
+    assert parse_relayed(b'{"n": 123456789012345678901234567890}') == {
+        "n": 123456789012345678901234567890}
+    assert parse_relayed(b'{"h": "00112233445566778899001122334455667788"}')["h"].startswith("0")
+    for bad in (b'[ 1.5]', b'{"a":\n -2e3}', b" 0.5", b"[NaN]", b'{"a":', b"\xff"):
+        with pytest.raises(CanonicalJSONError):
+            parse_relayed(bad)
+    deep = b"[" * 65 + b"]" * 65  # nesting is the caller's to check (too_deep)
+    from tablechain.crypto import too_deep
+    assert too_deep(parse_relayed(deep))
+
+
+def test_too_deep_bounds():
+    from tablechain.crypto import MAX_DEPTH, too_deep
+
+    value: object = 1
+    for _ in range(MAX_DEPTH):
+        value = [value]
+    assert not too_deep(value) and too_deep([value]) and too_deep({"a": [value]})
+    assert not too_deep({"a": [1, {"b": "c"}]}) and not too_deep(5)
+    assert too_deep({"a": [1, 2.5]}, floats=True) and too_deep(2.5, floats=True)
+    assert not too_deep({"a": [1, 2]}, floats=True)
