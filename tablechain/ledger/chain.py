@@ -44,7 +44,13 @@ from tablechain.ledger.execution import (
     table_grants,
 )
 from tablechain.ledger.state import StateOverlay
-from tablechain.ledger.storage import READ_ONLY, LedgerTables, create_ledger_engine, insert_many
+from tablechain.ledger.storage import (
+    READ_ONLY,
+    LedgerTables,
+    create_ledger_engine,
+    existing,
+    insert_many,
+)
 from tablechain.ledger.tables import TableEngine, TableMeta
 from tablechain.ledger.transactions import CryptoSuite, SignedTransaction, parse_transaction
 
@@ -300,16 +306,7 @@ class Ledger:
         return PendingBlock(self, conn, txn, header, tuple(txs), tuple(receipts), ctx.tables)
 
     def _committed_among(self, conn: Connection, hashes: Sequence[str]) -> set[str]:
-        out: set[str] = set()
-        for start in range(0, len(hashes), 500):
-            out.update(
-                conn.execute(
-                    sa.select(self.t.txs.c.hash).where(
-                        self.t.txs.c.hash.in_(hashes[start : start + 500])
-                    )
-                ).scalars()
-            )
-        return out
+        return existing(conn, self.t.txs.c.hash, hashes)
 
     def committed_among(self, hashes: Sequence[str]) -> set[str]:
         """Which of ``hashes`` (hex) are already in committed blocks."""

@@ -7,7 +7,7 @@ in a single commit. SQLite runs in WAL mode; PostgreSQL and MariaDB are reached 
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any, cast
 
 import sqlalchemy as sa
@@ -16,6 +16,7 @@ from sqlalchemy.engine import Engine
 from tablechain.ledger.query import prepare_engine
 
 __all__ = [
+    "existing",
     "LedgerTables",
     "READ_ONLY",
     "create_ledger_engine",
@@ -125,6 +126,54 @@ def insert_many(conn: sa.Connection, table: sa.Table, rows: list[dict[str, Any]]
         names = ins.names
         params = [dict(zip(names, v, strict=True)) for v in values]
     conn.exec_driver_sql(ins.sql, params)
+
+
+class _CompiledLookup:
+    """``SELECT column FROM table WHERE column IN (n binds)`` compiled once for one dialect."""
+
+    __slots__ = ("sql", "names", "positional", "processor")
+
+    def __init__(self, column: sa.Column[Any], size: int, dialect: Any) -> None:
+        binds = [sa.bindparam(f"v{i}", type_=column.type) for i in range(size)]
+        compiled = sa.select(column).where(column.in_(binds)).compile(dialect=dialect)
+        self.sql = compiled.string
+        self.positional = bool(compiled.positional)
+        self.names = list(compiled.positiontup or []) if self.positional else list(compiled.binds)
+        procs = compiled._bind_processors
+        self.processor = cast("Callable[[Any], Any] | None", procs.get(self.names[0]))
+
+
+_LOOKUPS: dict[tuple[str, int], tuple[sa.Column[Any], _CompiledLookup]] = {}
+_LOOKUP_SIZE = 100  # binds per statement; the last chunk is padded with a repeated value
+
+
+def existing(conn: sa.Connection, column: sa.Column[Any], values: Sequence[Any]) -> set[Any]:
+    """Which of ``values`` occur in ``column`` (e.g. which transaction hashes are committed).
+
+    One statement of SQLAlchemy's compilation per 100 values, run through the driver: the
+    expanding ``IN`` of ``Connection.execute`` renders and caches a new statement per call,
+    which cost twice the lookups themselves.
+    """
+    if not values:
+        return set()
+    key = (conn.dialect.name, id(column))
+    cached = _LOOKUPS.get(key)
+    if cached is None or cached[0] is not column:
+        cached = (column, _CompiledLookup(column, _LOOKUP_SIZE, conn.dialect))
+        if len(_LOOKUPS) > 4096:
+            _LOOKUPS.clear()
+        _LOOKUPS[key] = cached
+    look = cached[1]
+    proc = look.processor
+    found: set[Any] = set()
+    for start in range(0, len(values), _LOOKUP_SIZE):
+        chunk = list(values[start : start + _LOOKUP_SIZE])
+        chunk += [chunk[0]] * (_LOOKUP_SIZE - len(chunk))
+        if proc is not None:
+            chunk = [proc(v) for v in chunk]
+        params: Any = tuple(chunk) if look.positional else dict(zip(look.names, chunk, strict=True))
+        found.update(row[0] for row in conn.exec_driver_sql(look.sql, params))
+    return found
 
 
 class LedgerTables:

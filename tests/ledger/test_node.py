@@ -198,3 +198,15 @@ def test_mempool_finds_a_queued_transaction_by_account_and_sequence(node):
     node.produce_block()
     assert node.mempool.by_nonce(account, 1) is None and node.mempool.by_nonce(account, 2) is None
     assert len(node.mempool) == 0
+
+
+def test_committed_among_finds_exactly_the_committed_hashes(harness):
+    """``existing`` (precompiled IN of 100 binds, the last chunk padded) on every backend."""
+    owner = harness.account()
+    receipts = [harness.create(owner, "t", [{"field": "id", "type": "int", "PK": 1}])]
+    receipts += [harness.statement(owner, 6, owner, "t", [{"id": i}]) for i in range(3)]
+    committed = [r.tx_hash for r in receipts]
+    others = [f"{i:064x}" for i in range(257)]  # three chunks: 100, 100, 57 padded
+    assert harness.ledger.committed_among(committed + others) == set(committed)
+    assert harness.ledger.committed_among(others[:1] + committed[:1]) == set(committed[:1])
+    assert harness.ledger.committed_among([]) == set()
