@@ -210,3 +210,18 @@ def test_committed_among_finds_exactly_the_committed_hashes(harness):
     assert harness.ledger.committed_among(committed + others) == set(committed)
     assert harness.ledger.committed_among(others[:1] + committed[:1]) == set(committed[:1])
     assert harness.ledger.committed_among([]) == set()
+
+
+def test_addresses_and_table_names_are_checked_exactly():
+    from tablechain.ledger.errors import InvalidTransaction
+    from tablechain.ledger.transactions import check_address, check_table_name
+
+    assert check_address("0x" + "AB" * 20, "Owner") == "0x" + "ab" * 20
+    for bad in ("0x" + "ab" * 19, "0x" + "ab " * 13 + "a", "0X" + "ab" * 20, "0x" + "ab" * 20 + "\n",
+                "0x" + "gg" * 20, 42, None):
+        with pytest.raises(InvalidTransaction):
+            check_address(bad, "Owner")
+    assert check_table_name("a.b-c_D9", "TableName") == "a.b-c_D9"
+    for bad in ("", "a b", "a;drop", "t\n", "tä", "a" * 65, 5):
+        with pytest.raises(InvalidTransaction):
+            check_table_name(bad, "TableName")
