@@ -244,6 +244,7 @@ def _optional(obj: Mapping[str, Any], key: str, kind: type | tuple[type, ...], w
 _ADDRESS = re.compile(r"0x[0-9a-fA-F]{40}")
 _TABLE_NAME = re.compile(r"[A-Za-z0-9_.\-]+")
 _NAME_IN_DB = re.compile(r"[0-9a-f]*")
+_HEX = re.compile(r"[0-9a-fA-F]+")
 
 
 def check_address(text: Any, where: str) -> str:
@@ -475,7 +476,7 @@ def parse_transaction(
     signature = _hex_field(tx_json, "TxnSignature")
     if verify and not public_key.verify(signed, signature):
         raise BadSignature("TxnSignature does not verify")
-    return SignedTransaction(
+    tx = SignedTransaction(
         tx_type,
         account,
         sequence,
@@ -487,6 +488,13 @@ def parse_transaction(
         size,
         certificate,
     )
+    # The whole encoding is the signed one with the signature entry added: when no top-level
+    # key sorts after "TxnSignature" that entry comes last (canonical keys are sorted), and a
+    # plain hex string needs no escaping. Otherwise ``encoded`` encodes it when first asked.
+    text = tx_json["TxnSignature"]
+    if _HEX.fullmatch(text) is not None and not any(k > "TxnSignature" for k in tx_json):
+        tx.__dict__["encoded"] = b"".join((signed[:-1], b',"TxnSignature":"', text.encode(), b'"}'))
+    return tx
 
 
 def sign_transaction(tx_json: Mapping[str, Any], key: PrivateKey) -> dict[str, Any]:

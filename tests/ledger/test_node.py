@@ -225,3 +225,29 @@ def test_addresses_and_table_names_are_checked_exactly():
     for bad in ("", "a b", "a;drop", "t\n", "tä", "a" * 65, 5):
         with pytest.raises(InvalidTransaction):
             check_table_name(bad, "TableName")
+
+
+def test_a_parsed_transactions_encoding_is_its_canonical_json():
+    """``encoded`` is filled at parse time from the signed bytes where that is exact; either
+    way it equals the canonical JSON of the whole transaction."""
+    from tablechain.crypto import canonical_json
+    from tablechain.ledger.transactions import CryptoSuite, parse_transaction
+
+    key = generate_private_key()
+    owner = address_to_text(key.address())
+    samples = [
+        create(key),
+        insert(key, 2, 7),
+        tx(key, 3, TransactionType="TableListSet", OpType=11, Tables=[{"Table": {"TableName": "t"}}],
+           User="everyone", Raw=[{"select": True}]),  # "User" sorts after "TxnSignature"
+        tx(key, 4, TransactionType="SQLStatement", OpType=6, Owner=owner,
+           Tables=[{"Table": {"TableName": "t"}}], Raw=[{"id": 1, "name": "é\"\n\u2028"}]),
+    ]
+    spaced = dict(samples[1])
+    spaced["TxnSignature"] = " ".join(spaced["TxnSignature"][i:i + 2]
+                                      for i in range(0, len(spaced["TxnSignature"]), 2))
+    samples.append(spaced)  # hex with spaces: still a signature, encoded the long way
+    for sample in samples:
+        parsed = parse_transaction(sample, CryptoSuite("international"), 3)
+        assert parsed.encoded == canonical_json(sample)
+    assert "encoded" in parse_transaction(samples[1], CryptoSuite("international"), 3).__dict__
