@@ -492,7 +492,7 @@ def parse_transaction(
     # key sorts after "TxnSignature" that entry comes last (canonical keys are sorted), and a
     # plain hex string needs no escaping. Otherwise ``encoded`` encodes it when first asked.
     text = tx_json["TxnSignature"]
-    if _HEX.fullmatch(text) is not None and not any(k > "TxnSignature" for k in tx_json):
+    if max(tx_json) == "TxnSignature" and _HEX.fullmatch(text) is not None:
         tx.__dict__["encoded"] = b"".join((signed[:-1], b',"TxnSignature":"', text.encode(), b'"}'))
     return tx
 
