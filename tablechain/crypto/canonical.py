@@ -78,9 +78,40 @@ def canonical_json(value: Any, trusted: bool = False) -> bytes:
             data = _ENCODER.encode(value).encode("utf-8")
         except (TypeError, ValueError, RecursionError, UnicodeEncodeError) as exc:
             raise CanonicalJSONError(f"cannot encode as canonical JSON: {exc}") from None
-    if not trusted and not _quick_float_free(value, data) and not _is_float_free(value, data):
+    if (
+        not trusted
+        and not _plain(value, 0)
+        and not _quick_float_free(value, data)
+        and not _is_float_free(value, data)
+    ):
         _check(value, 0)  # raises with a precise message
     return data
+
+
+def _plain(value: Any, depth: int) -> bool:
+    """The fastest sufficient test: ``value`` is made of plain dicts with string keys, lists,
+    strings, integers, booleans and None only (exact types, as decoders make them), nested at
+    most ``MAX_DEPTH`` deep. False means "look closer" (a subclass, a float, ...)."""
+    kind = type(value)
+    if kind is dict:
+        if depth >= MAX_DEPTH:
+            return False
+        for key, item in value.items():
+            if type(key) is not str:
+                return False
+            t = type(item)
+            if not (t is str or t is int or t is bool or item is None or _plain(item, depth + 1)):
+                return False
+        return True
+    if kind is list:
+        if depth >= MAX_DEPTH:
+            return False
+        for item in value:
+            t = type(item)
+            if not (t is str or t is int or t is bool or item is None or _plain(item, depth + 1)):
+                return False
+        return True
+    return kind is str or kind is int or kind is bool or value is None
 
 
 _ORJSON_SORTED = orjson.OPT_SORT_KEYS

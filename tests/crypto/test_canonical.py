@@ -168,3 +168,18 @@ def test_too_deep_bounds():
     assert not too_deep({"a": [1, {"b": "c"}]}) and not too_deep(5)
     assert too_deep({"a": [1, 2.5]}, floats=True) and too_deep(2.5, floats=True)
     assert not too_deep({"a": [1, 2]}, floats=True)
+
+
+def test_untrusted_values_with_subclasses_or_tuples_take_the_careful_path():
+    """The fast exact-type walk only ever says "plain"; anything else is decided as before."""
+    from collections import OrderedDict
+
+    class Text(str):
+        pass
+
+    assert canonical_json(OrderedDict([("b", 1), ("a", [True, None])])) == b'{"a":[true,null],"b":1}'
+    assert canonical_json({"a": Text("x")}) == b'{"a":"x"}'
+    assert canonical_json({"a": (1, 2)}) == b'{"a":[1,2]}'  # as before: a tuple is a list
+    for bad in ({1: "x"}, {"a": [1.0]}, {"a": {"b": float("nan")}}):
+        with pytest.raises(CanonicalJSONError):
+            canonical_json(bad)
