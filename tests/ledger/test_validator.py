@@ -129,34 +129,39 @@ def test_a_validator_that_was_down_catches_up(cluster, tmp_path):
     assert rows_of(back, addr) == rows_of(nodes["v1"], addr)
 
 
-def test_a_block_with_a_deeply_nested_unknown_transaction_is_invalid_not_a_crash(tmp_path):
-    """decode_block leaves nesting to the validator: a transaction it does not hold is checked
-    before anything walks it, so a Byzantine proposer's deep JSON only makes the block invalid."""
-    from tablechain.crypto import canonical_json
-    from tablechain.ledger.blocks import BlockHeader
-
+@pytest.fixture
+def lone(tmp_path):
+    """One validator of a one-validator chain, not started (its application is driven directly)."""
     key = generate_private_key("ed25519")
     genesis = Genesis(network_id=9, validators=(
         {"id": "v0", "scheme": "ed25519", "public_key": key.public_key.to_bytes().hex()},))
     hub = LocalHub()
     node = ValidatorNode(f"sqlite:///{tmp_path / 'v0.db'}", genesis, key, "v0", hub, NodeConfig(),
                          FAST)
-    try:
-        head = node.ledger.head
-        header = BlockHeader(head.height + 1, head.hash(node.ledger.suite), head.timestamp_ms + 1,
-                             "v0", "00" * 32, "00" * 32, "00" * 32, 1)
-        deep: object = 1
-        for _ in range(500):
-            deep = [deep]
-        signer = generate_private_key()
-        bad = {**tx(signer, 1, TransactionType="SQLStatement", OpType=6,
-                    Owner=address_to_text(signer.address()),
-                    Tables=[{"Table": {"TableName": "t"}}], Raw=[{"id": 1}]), "Raw": deep}
-        block = canonical_json({"header": header.to_json(), "transactions": [bad]})
-        assert node.app.validate_block(head.height + 1, block) is None
-    finally:
-        node.stop()
-        hub.close()
+    yield node
+    node.stop()
+    hub.close()
+
+
+def test_a_block_with_a_deeply_nested_unknown_transaction_is_invalid_not_a_crash(lone):
+    """decode_block leaves nesting to the validator: a transaction it does not hold is checked
+    before anything walks it, so a Byzantine proposer's deep JSON only makes the block invalid."""
+    from tablechain.crypto import canonical_json
+    from tablechain.ledger.blocks import BlockHeader
+
+    node = lone
+    head = node.ledger.head
+    header = BlockHeader(head.height + 1, head.hash(node.ledger.suite), head.timestamp_ms + 1,
+                         "v0", "00" * 32, "00" * 32, "00" * 32, 1)
+    deep: object = 1
+    for _ in range(500):
+        deep = [deep]
+    signer = generate_private_key()
+    bad = {**tx(signer, 1, TransactionType="SQLStatement", OpType=6,
+                Owner=address_to_text(signer.address()),
+                Tables=[{"Table": {"TableName": "t"}}], Raw=[{"id": 1}]), "Raw": deep}
+    block = canonical_json({"header": header.to_json(), "transactions": [bad]})
+    assert node.app.validate_block(head.height + 1, block) is None
 
 
 def test_encode_block_is_the_canonical_json_of_header_and_transactions():
@@ -180,31 +185,22 @@ def test_encode_block_is_the_canonical_json_of_header_and_transactions():
                                                        "transactions": []})
 
 
-def test_malformed_gossip_is_dropped_and_good_gossip_admitted(tmp_path):
+def test_malformed_gossip_is_dropped_and_good_gossip_admitted(lone):
     """Gossip is a canonical JSON array of signed transactions; anything else changes nothing."""
     from tablechain.crypto import canonical_json
 
-    key = generate_private_key("ed25519")
-    genesis = Genesis(network_id=9, validators=(
-        {"id": "v0", "scheme": "ed25519", "public_key": key.public_key.to_bytes().hex()},))
-    hub = LocalHub()
-    node = ValidatorNode(f"sqlite:///{tmp_path / 'v0.db'}", genesis, key, "v0", hub, NodeConfig(),
-                         FAST)
-    try:
-        signer = generate_private_key()
-        good = tx(signer, 1, TransactionType="TableListSet", OpType=1,
-                  Tables=[{"Table": {"TableName": "t"}}], Raw=FIELDS)
-        deep: object = 1
-        for _ in range(100):
-            deep = [deep]
-        for bad in (b"not json", b'{"a":1}', b"[1.5]", b'[{"a": 1}]', b"[" * 2000 + b"]" * 2000,
-                    canonical_json([{**good, "Raw": deep}]),
-                    canonical_json([{**good, "TxnSignature": "00" * 64}]),
-                    canonical_json([{**good, "Sequence": 2}])):
-            node.deliver_transactions(bad)
-            assert len(node.mempool) == 0, bad[:40]
-        node.deliver_transactions(canonical_json([good, good]))  # the duplicate is skipped
-        assert len(node.mempool) == 1
-    finally:
-        node.stop()
-        hub.close()
+    node = lone
+    signer = generate_private_key()
+    good = tx(signer, 1, TransactionType="TableListSet", OpType=1,
+              Tables=[{"Table": {"TableName": "t"}}], Raw=FIELDS)
+    deep: object = 1
+    for _ in range(100):
+        deep = [deep]
+    for bad in (b"not json", b'{"a":1}', b"[1.5]", b'[{"a": 1}]', b"[" * 2000 + b"]" * 2000,
+                canonical_json([{**good, "Raw": deep}]),
+                canonical_json([{**good, "TxnSignature": "00" * 64}]),
+                canonical_json([{**good, "Sequence": 2}])):
+        node.deliver_transactions(bad)
+        assert len(node.mempool) == 0, bad[:40]
+    node.deliver_transactions(canonical_json([good, good]))  # the duplicate is skipped
+    assert len(node.mempool) == 1
