@@ -36,7 +36,7 @@ class Mempool:
         self._lock = threading.Lock()
         self._by_hash: OrderedDict[bytes, SignedTransaction] = OrderedDict()
         self._next_seq: dict[str, int] = {}  # next expected Sequence per account with pending txs
-        self._by_nonce: dict[tuple[str, int], SignedTransaction] = {}
+        self._by_encoding: dict[bytes, SignedTransaction] = {}  # canonical JSON -> transaction
         self._pending_count: dict[str, int] = {}
         self.arrived = threading.Event()
         # time.monotonic() when the pool last went from empty to holding something: the block
@@ -91,7 +91,7 @@ class Mempool:
         if not self._by_hash:
             self.first_arrival = time.monotonic()
         self._by_hash[tx.hash] = tx
-        self._by_nonce[(tx.account, tx.sequence)] = tx
+        self._by_encoding[tx.encoded] = tx
         self._next_seq[tx.account] = expected + 1
         self._pending_count[tx.account] = self._pending_count.get(tx.account, 0) + 1
 
@@ -99,10 +99,9 @@ class Mempool:
         """The queued transaction with this hash, if any."""
         return self._by_hash.get(tx_hash)
 
-    def by_nonce(self, account: str, sequence: int) -> SignedTransaction | None:
-        """The queued transaction of ``account`` with this ``Sequence``, if any (the pool holds
-        at most one)."""
-        return self._by_nonce.get((account, sequence))
+    def by_encoding(self, data: bytes) -> SignedTransaction | None:
+        """The queued transaction whose canonical JSON is exactly ``data``, if any."""
+        return self._by_encoding.get(data)
 
     def next_sequence(self, account: str) -> int | None:
         """The next Sequence the pool expects from ``account`` if it holds any of its txs."""
@@ -125,7 +124,7 @@ class Mempool:
             for tx in txs:
                 if self._by_hash.pop(tx.hash, None) is None:
                     continue
-                self._by_nonce.pop((tx.account, tx.sequence), None)
+                self._by_encoding.pop(tx.encoded, None)
                 left = self._pending_count.get(tx.account, 1) - 1
                 if left <= 0:
                     self._pending_count.pop(tx.account, None)

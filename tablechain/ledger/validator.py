@@ -22,7 +22,7 @@ import queue
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -123,31 +123,50 @@ def validator_set_from_genesis(genesis: Genesis) -> ValidatorSet:
     return ValidatorSet.from_keys(genesis.hash(), keys)
 
 
+_BLOCK_MAGIC = b"TCB1"
+
+
+def frame_block(header: bytes, transactions: Sequence[bytes]) -> bytes:
+    """A block as validators send it to each other: ``TCB1``, then the header's canonical JSON
+    and each transaction's canonical JSON, each after its length (4 bytes, big-endian).
+
+    Framed rather than one JSON document so that a validator can take the transactions it
+    already holds by their bytes, without decoding and re-encoding the whole block."""
+    parts = [_BLOCK_MAGIC, len(header).to_bytes(4, "big"), header]
+    for tx in transactions:
+        parts.append(len(tx).to_bytes(4, "big"))
+        parts.append(tx)
+    return b"".join(parts)
+
+
 def encode_block(header: BlockHeader, txs: Sequence[SignedTransaction]) -> bytes:
-    """``{"header": ..., "transactions": [...]}`` as canonical JSON, put together from each
-    transaction's own canonical encoding (keys sorted: "header" < "transactions")."""
-    return b"".join((
-        b'{"header":',
-        canonical_json(header.to_json()),
-        b',"transactions":[',
-        b",".join(tx.encoded for tx in txs),
-        b"]}",
-    ))
+    return frame_block(canonical_json(header.to_json()), [tx.encoded for tx in txs])
 
 
-def decode_block(data: bytes) -> tuple[BlockHeader, list[Mapping[str, Any]]]:
-    # Validators send canonical blocks. Nesting is checked per transaction by the caller: one
-    # the node already holds is the very JSON it checked at submission.
-    obj = parse_canonical(data, max_bytes=MAX_BLOCK_BYTES, nesting=False)
-    if not isinstance(obj, dict) or set(obj) != {"header", "transactions"}:
-        raise ChainMismatch("a block is {header, transactions}")
-    if not isinstance(obj["transactions"], list):
-        raise ChainMismatch("a block's transactions are a list")
+def decode_block(data: bytes) -> tuple[BlockHeader, list[bytes]]:
+    """The header and each transaction's bytes (not decoded: see ``_parse_block_txs``)."""
+    if len(data) > MAX_BLOCK_BYTES:
+        raise ChainMismatch(f"a block of {len(data)} bytes exceeds {MAX_BLOCK_BYTES}")
+    if data[:4] != _BLOCK_MAGIC:
+        raise ChainMismatch("not a block (no TCB1 frame)")
+    parts = []
+    at, end = 4, len(data)
+    while at < end:
+        if at + 4 > end:
+            raise ChainMismatch("a block frame is cut short")
+        size = int.from_bytes(data[at : at + 4], "big")
+        at += 4
+        if at + size > end:
+            raise ChainMismatch("a block frame is cut short")
+        parts.append(data[at : at + size])
+        at += size
+    if not parts:
+        raise ChainMismatch("a block has a header")
     try:
-        header = BlockHeader.from_json(obj["header"])
-    except (KeyError, TypeError, ValueError):
+        header = BlockHeader.from_json(parse_canonical(parts[0]))
+    except (TablechainError, KeyError, TypeError, ValueError, AttributeError):
         raise ChainMismatch("malformed block header") from None
-    return header, obj["transactions"]
+    return header, parts[1:]
 
 
 class LedgerApplication:
@@ -177,8 +196,9 @@ class LedgerApplication:
         if not cert or "qc" not in cert:
             return None
         header = BlockHeader.from_json(stored["header"])
-        data = canonical_json(
-            {"header": header.to_json(), "transactions": stored["transactions"]}, trusted=True
+        data = frame_block(
+            canonical_json(header.to_json()),
+            [canonical_json(t, trusted=True) for t in stored["transactions"]],
         )
         return CommittedBlock(height, data, QuorumCertificate.from_bytes(bytes.fromhex(cert["qc"])))
 
@@ -235,28 +255,29 @@ class LedgerApplication:
         if len(self._results) > 64:
             self._results.popitem(last=False)
 
-    def _parse_block_txs(self, raw: list[Mapping[str, Any]]) -> list[SignedTransaction]:
+    def _parse_block_txs(self, raw: list[bytes]) -> list[SignedTransaction]:
         """Parse a block's transactions, verifying only signatures this node has not seen.
 
         A transaction this node holds in its mempool (the usual case: gossip got there first)
-        is taken from there when the block carries exactly the same JSON, without parsing it
-        again; ``raw`` was decoded by the strict parser, so it is canonical-encodable as is.
+        is taken from there by its canonical encoding: the same bytes, without decoding them.
+        Any other is decoded strictly and parsed, and must be in canonical form too.
         """
         suite, net = self.ledger.suite, self.ledger.genesis.network_id
         parsed = []
+        decoded: dict[int, Any] = {}
         pool = self.node.mempool
-        for t in raw:
-            held = None
-            if isinstance(t, dict):
-                account, sequence = t.get("Account"), t.get("Sequence")
-                if isinstance(account, str) and type(sequence) is int:
-                    held = pool.by_nonce(account, sequence)
-            # The pool holds at most one transaction per (Account, Sequence): it is the block's
-            # when their canonical encodings are the same bytes (then so are their hashes).
-            if held is None or held.encoded != canonical_json(t, trusted=True):
+        for i, data in enumerate(raw):
+            held = pool.by_encoding(data)
+            if held is None:
+                t = parse_relayed(data, max_bytes=MAX_BLOCK_BYTES)
+                if not isinstance(t, dict):
+                    raise InvalidTransaction("a block's transaction is a JSON object")
                 if too_deep(t):
                     raise InvalidTransaction(f"a block's transaction nests deeper than {MAX_DEPTH}")
-                held = parse_transaction(dict(t), suite, net, verify=False)
+                held = parse_transaction(t, suite, net, verify=False, trusted=True)
+                if held.encoded != data:
+                    raise InvalidTransaction("a block's transaction is not in canonical form")
+                decoded[i] = t
             parsed.append(held)
         unseen = [
             i
@@ -264,7 +285,13 @@ class LedgerApplication:
             if tx.hash not in self._verified and tx.hash not in self.node.mempool
         ]
         if unseen:
-            for verdict in self.node.verifier.verify([raw[i] for i in unseen], suite, net):
+            checks = self.node.verifier.verify(
+                [decoded[i] if i in decoded else parsed[i].json for i in unseen],
+                suite,
+                net,
+                trusted=True,
+            )
+            for verdict in checks:
                 if isinstance(verdict, TablechainError):
                     raise verdict
         for tx in parsed:
@@ -282,7 +309,7 @@ class LedgerApplication:
         self,
         height: int,
         block: bytes,
-        decoded: tuple[BlockHeader, list[Mapping[str, Any]]] | None = None,
+        decoded: tuple[BlockHeader, list[bytes]] | None = None,
     ) -> tuple[bytes, PendingBlock] | None:
         held = self._held(block)
         if held is not None:

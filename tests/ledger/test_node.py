@@ -187,16 +187,18 @@ def test_hostile_conditions_fail_cleanly(node):
     assert node.produce_block().receipts[0].success
 
 
-def test_mempool_finds_a_queued_transaction_by_account_and_sequence(node):
+def test_mempool_finds_a_queued_transaction_by_its_canonical_encoding(node):
+    from tablechain.crypto import canonical_json
+
     key = generate_private_key()
-    account = address_to_text(key.address())
     first = node.submit(create(key))
     second = node.submit(insert(key, 2, 1))
-    assert node.mempool.by_nonce(account, 1) is first
-    assert node.mempool.by_nonce(account, 2) is second
-    assert node.mempool.by_nonce(account, 3) is None
+    assert node.mempool.by_encoding(canonical_json(first.json)) is first
+    assert node.mempool.by_encoding(canonical_json(second.json)) is second
+    assert node.mempool.by_encoding(canonical_json(insert(key, 3, 2))) is None
     node.produce_block()
-    assert node.mempool.by_nonce(account, 1) is None and node.mempool.by_nonce(account, 2) is None
+    assert node.mempool.by_encoding(first.encoded) is None
+    assert node.mempool.by_encoding(second.encoded) is None
     assert len(node.mempool) == 0
 
 

@@ -144,27 +144,37 @@ def lone(tmp_path):
 
 
 def test_a_block_with_a_deeply_nested_unknown_transaction_is_invalid_not_a_crash(lone):
-    """decode_block leaves nesting to the validator: a transaction it does not hold is checked
-    before anything walks it, so a Byzantine proposer's deep JSON only makes the block invalid."""
+    """A transaction the validator does not hold is decoded strictly and its nesting checked
+    before anything walks it, so a Byzantine proposer's deep JSON only makes the block invalid;
+    so do frames that do not add up and transactions not in canonical form."""
     from tablechain.crypto import canonical_json
     from tablechain.ledger.blocks import BlockHeader
+    from tablechain.ledger.validator import frame_block
 
     node = lone
     head = node.ledger.head
     header = BlockHeader(head.height + 1, head.hash(node.ledger.suite), head.timestamp_ms + 1,
                          "v0", "00" * 32, "00" * 32, "00" * 32, 1)
+    header_bytes = canonical_json(header.to_json())
     deep: object = 1
     for _ in range(500):
         deep = [deep]
     signer = generate_private_key()
-    bad = {**tx(signer, 1, TransactionType="SQLStatement", OpType=6,
-                Owner=address_to_text(signer.address()),
-                Tables=[{"Table": {"TableName": "t"}}], Raw=[{"id": 1}]), "Raw": deep}
-    block = canonical_json({"header": header.to_json(), "transactions": [bad]})
-    assert node.app.validate_block(head.height + 1, block) is None
+    good = tx(signer, 1, TransactionType="SQLStatement", OpType=6,
+              Owner=address_to_text(signer.address()),
+              Tables=[{"Table": {"TableName": "t"}}], Raw=[{"id": 1}])
+    for bad_tx in (canonical_json({**good, "Raw": deep}), b'{"Account": 1}', b"[1]", b"\xff",
+                   b'{"a":1.5}', canonical_json(good).replace(b'"Raw"', b' "Raw"')):
+        block = frame_block(header_bytes, [bad_tx])
+        assert node.app.validate_block(head.height + 1, block) is None, bad_tx[:30]
+    for broken in (b"", b"TCB1", b"TCB1\x00\x00\x00\x09{}",
+                   b"XXXX" + frame_block(header_bytes, [])[4:],
+                   frame_block(header_bytes, [canonical_json(good)])[:-3],
+                   frame_block(b'{"height":1}', [])):
+        assert node.app.validate_block(head.height + 1, broken) is None, broken[:30]
 
 
-def test_encode_block_is_the_canonical_json_of_header_and_transactions():
+def test_encode_block_frames_header_and_canonical_transactions():
     from tablechain.crypto import canonical_json
     from tablechain.ledger.blocks import BlockHeader
     from tablechain.ledger.transactions import CryptoSuite, parse_transaction
@@ -178,11 +188,8 @@ def test_encode_block_is_the_canonical_json_of_header_and_transactions():
                              CryptoSuite("international"), 9) for i in range(3)]
     header = BlockHeader(2, "ab" * 32, 5, "v0", "cd" * 32, "ef" * 32, "01" * 32, 3)
     data = encode_block(header, txs)
-    assert data == canonical_json(
-        {"header": header.to_json(), "transactions": [dict(t.json) for t in txs]})
-    assert decode_block(data) == (header, [dict(t.json) for t in txs])
-    assert encode_block(header, []) == canonical_json({"header": header.to_json(),
-                                                       "transactions": []})
+    assert decode_block(data) == (header, [canonical_json(dict(t.json)) for t in txs])
+    assert decode_block(encode_block(header, [])) == (header, [])
 
 
 def test_malformed_gossip_is_dropped_and_good_gossip_admitted(lone):
