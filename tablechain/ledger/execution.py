@@ -264,18 +264,19 @@ def _apply_batch(
 def _prefetch_grants(ctx: ExecutionContext, txs: Sequence[SignedTransaction]) -> None:
     """Read the grants a run of statements will check with one query: the signer's own and
     everyone's, on each statement's table (as one by one, a grant is read once per block)."""
-    metas: dict[tuple[str, str], TableMeta | None] = {}
-    keys = set()
+    signers: set[tuple[str, str, str]] = set()  # (owner, table, signer): few distinct ones
     for tx in txs:
         st = tx.body
-        if not isinstance(st, SQLStatement) or not st.owner or len(st.tables) != 1:
-            continue
-        where = (st.owner, st.tables[0].name)
-        if where not in metas:
-            metas[where] = ctx.tables.find(*where)
-        meta = metas[where]
-        if meta is not None and tx.account != meta.owner:
-            keys.add(grant_key(meta.name_in_db, tx.account))
+        if isinstance(st, SQLStatement) and st.owner and len(st.tables) == 1:
+            signers.add((st.owner, st.tables[0].name, tx.account))
+    metas: dict[tuple[str, str], TableMeta | None] = {}
+    keys = set()
+    for owner, name, account in signers:
+        if (owner, name) not in metas:
+            metas[(owner, name)] = ctx.tables.find(owner, name)
+        meta = metas[(owner, name)]
+        if meta is not None and account != meta.owner:
+            keys.add(grant_key(meta.name_in_db, account))
             keys.add(grant_key(meta.name_in_db, EVERYONE))
     if keys:
         ctx.state.prefetch(sorted(keys))

@@ -19,7 +19,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
-from tablechain.crypto import canonical_json, parse_json
+from tablechain.crypto import canonical_json, parse_relayed
 from tablechain.ledger.digest import LtHash
 from tablechain.ledger.storage import LedgerTables, insert_many
 
@@ -81,7 +81,7 @@ class StateOverlay:
     def _remember(self, key: str, raw: bytes | None) -> None:
         """Cache a stored value (``None``: absent) as read at the start of the block."""
         self._original[key] = raw
-        self._cache[key] = None if raw is None else parse_json(raw)
+        self._cache[key] = None if raw is None else parse_relayed(raw)
 
     def prefetch(self, keys: list[str]) -> None:
         """Load many keys with one query per 500 (e.g. the accounts of a block's transactions)

@@ -13,7 +13,7 @@ malleability can change it.
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Set
 from dataclasses import dataclass, field
 from functools import cached_property
 from typing import Any
@@ -223,7 +223,10 @@ def register_transaction_type(name: str, parser: TxBodyParser, fields: set[str])
 def _require(obj: Mapping[str, Any], key: str, kind: type | tuple[type, ...], what: str) -> Any:
     if key not in obj:
         raise InvalidTransaction(f"{what}: missing field {key}")
-    return _typed(obj[key], kind, f"{what}.{key}")
+    value = obj[key]
+    if type(value) is kind:  # the common case, without building the message's place name
+        return value
+    return _typed(value, kind, f"{what}.{key}")
 
 
 def _typed(value: Any, kind: type | tuple[type, ...], where: str) -> Any:
@@ -236,9 +239,10 @@ def _typed(value: Any, kind: type | tuple[type, ...], where: str) -> Any:
 
 
 def _optional(obj: Mapping[str, Any], key: str, kind: type | tuple[type, ...], what: str) -> Any:
-    if key not in obj or obj[key] is None:
-        return None
-    return _typed(obj[key], kind, f"{what}.{key}")
+    value = obj.get(key)
+    if value is None or type(value) is kind:
+        return value
+    return _typed(value, kind, f"{what}.{key}")
 
 
 _ADDRESS = re.compile(r"0x[0-9a-fA-F]{40}")
@@ -310,7 +314,7 @@ _STATEMENT_FIELDS = {
 
 
 def parse_statement(
-    obj: Mapping[str, Any], what: str, account: str, allowed_ops: set[int] | None = None
+    obj: Mapping[str, Any], what: str, account: str, allowed_ops: Set[int] | None = None
 ) -> Statement:
     """Parse a TableListSet or SQLStatement body (top level or inside an SQLTransaction)."""
     op = _require(obj, "OpType", int, what)
@@ -357,15 +361,19 @@ def parse_statement(
     raise InvalidTransaction(f"{what}: unknown OpType {op}")
 
 
+_TABLE_OP_SET = frozenset(TABLE_OPS)
+_STATEMENT_OP_SET = frozenset(STATEMENT_OPS)
+
+
 def _parse_table_list_set(obj: Mapping[str, Any]) -> TableListSet:
-    body = parse_statement(obj, "TableListSet", obj["Account"], set(TABLE_OPS))
+    body = parse_statement(obj, "TableListSet", obj["Account"], _TABLE_OP_SET)
     if not isinstance(body, TableListSet):
         raise InvalidTransaction("TableListSet carries a table OpType")
     return body
 
 
 def _parse_sql_statement(obj: Mapping[str, Any]) -> SQLStatement:
-    body = parse_statement(obj, "SQLStatement", obj["Account"], set(STATEMENT_OPS))
+    body = parse_statement(obj, "SQLStatement", obj["Account"], _STATEMENT_OP_SET)
     if not isinstance(body, SQLStatement):
         raise InvalidTransaction("SQLStatement carries a row OpType")
     return body
