@@ -138,6 +138,7 @@ class Node:
         self.mempool = Mempool(self.ledger.account_sequences, self.config.mempool_size)
         self._clock = clock or (lambda: int(time.time() * 1000))
         self._subscribers: list[tuple[Callable[[Event], None], frozenset[str] | None]] = []
+        self._block_listeners: list[Callable[[Block], None]] = []
         self._sub_lock = threading.Lock()
         self._committed = threading.Condition()
         self._stop = threading.Event()
@@ -282,11 +283,23 @@ class Node:
 
         return unsubscribe
 
+    def on_commit(self, callback: Callable[[Block], None]) -> None:
+        """Call ``callback`` with each committed block (on the committing thread): for whoever
+        wants whole blocks rather than one event per transaction."""
+        with self._sub_lock:
+            self._block_listeners.append(callback)
+
     def notify_committed(self, block: Block) -> None:
         with self._committed:
             self._committed.notify_all()
         with self._sub_lock:
             subscribers = list(self._subscribers)
+            listeners = list(self._block_listeners)
+        for listener in listeners:
+            try:
+                listener(block)
+            except Exception:
+                log.exception("block listener failed")
         if not subscribers:
             return
         # Only the events someone listens for are made (a block has thousands).

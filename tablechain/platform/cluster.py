@@ -346,7 +346,7 @@ class ValidatorActor:
             settings.resolved_db_url, genesis, key, spec.validator_id, self.transport, config,
             ConsensusConfig(**dict(spec.consensus)), settings.datadir / SIGNER_STATE_FILE)
         self._commits: OrderedDict[str, float] = OrderedDict()
-        self.node.subscribe(self._on_event, statuses=("db_success", "db_error"))
+        self.node.on_commit(self._on_commit)
         port = settings.rpc_port if spec.rpc_port is None else spec.rpc_port
         self.server: BackgroundServer = serve_in_thread(
             self.node, settings.rpc_host, port, max_body_bytes=settings.max_body_bytes)
@@ -358,11 +358,11 @@ class ValidatorActor:
         log.info("validator %s (pid %s) at height %s serving %s", spec.validator_id,
                  os.getpid(), self.node.ledger.height, self.server.url)
 
-    def _on_event(self, event: Any) -> None:
-        if event.kind == "singleTransaction":
-            self._commits[event.tx_hash] = time.monotonic()
-            if len(self._commits) > COMMIT_LOG_SIZE:
-                self._commits.popitem(last=False)
+    def _on_commit(self, block: Any) -> None:
+        now = time.monotonic()
+        self._commits.update((tx.hash_hex, now) for tx in block.transactions)
+        while len(self._commits) > COMMIT_LOG_SIZE:
+            self._commits.popitem(last=False)
 
     # --- from peers ---
 

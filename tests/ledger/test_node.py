@@ -63,6 +63,9 @@ def test_events_reach_subscribers(node):
     node.subscribe(events.append)
     finals = []
     stop_finals = node.subscribe(finals.append, statuses=("db_success", "db_error"))
+    blocks = []
+    node.on_commit(lambda block: 1 / 0)  # a failing listener harms nobody else
+    node.on_commit(blocks.append)
     t = node.submit(create(key))
     node.produce_block()
     bad = node.submit(tx(key, 2, TransactionType="SQLStatement", OpType=6,
@@ -81,8 +84,10 @@ def test_events_reach_subscribers(node):
     assert {e.status for e in finals} == {"db_success", "db_error"}
     stop_finals()
     node.submit(insert(key, 3, 7))
-    node.produce_block()
+    last = node.produce_block()
     assert len(finals) == 3 and len(events) > 6
+    assert [b.header.height for b in blocks] == [1, 2, 3] and blocks[-1] is last
+    assert [tx.hash_hex for tx in blocks[0].transactions] == [t.hash_hex]
 
 
 def expect_code(node, payload, code, size=None):
