@@ -7,7 +7,6 @@ Encoding and decoding are strict so that two nodes can never disagree about what
 from __future__ import annotations
 
 import json
-import re
 from typing import Any
 
 import orjson
@@ -78,12 +77,7 @@ def canonical_json(value: Any, trusted: bool = False) -> bytes:
             data = _ENCODER.encode(value).encode("utf-8")
         except (TypeError, ValueError, RecursionError, UnicodeEncodeError) as exc:
             raise CanonicalJSONError(f"cannot encode as canonical JSON: {exc}") from None
-    if (
-        not trusted
-        and not _plain(value, 0)
-        and not _quick_float_free(value, data)
-        and not _is_float_free(value, data)
-    ):
+    if not trusted and not _plain(value, 0) and not _is_float_free(value, data):
         _check(value, 0)  # raises with a precise message
     return data
 
@@ -94,45 +88,23 @@ def _plain(value: Any, depth: int) -> bool:
     most ``MAX_DEPTH`` deep. False means "look closer" (a subclass, a float, ...)."""
     kind = type(value)
     if kind is dict:
-        if depth >= MAX_DEPTH:
+        if any(type(key) is not str for key in value):
             return False
-        for key, item in value.items():
-            if type(key) is not str:
-                return False
-            t = type(item)
-            if not (t is str or t is int or t is bool or item is None or _plain(item, depth + 1)):
-                return False
-        return True
-    if kind is list:
-        if depth >= MAX_DEPTH:
+        items: Any = value.values()
+    elif kind is list:
+        items = value
+    else:
+        return kind is str or kind is int or kind is bool or value is None
+    if depth >= MAX_DEPTH:
+        return False
+    for item in items:
+        t = type(item)
+        if not (t is str or t is int or t is bool or item is None or _plain(item, depth + 1)):
             return False
-        for item in value:
-            t = type(item)
-            if not (t is str or t is int or t is bool or item is None or _plain(item, depth + 1)):
-                return False
-        return True
-    return kind is str or kind is int or kind is bool or value is None
+    return True
 
 
 _ORJSON_SORTED = orjson.OPT_SORT_KEYS
-# A float is a number token (after ":", "," or "[" in compact JSON) with a fraction or an
-# exponent; text without that pattern holds no float (text with it may still be float-free,
-# e.g. the string "a:1.5").
-_FLOATISH = re.compile(rb"[:,\[]-?[0-9]+[.eE]")  # a charset first: a fast scan
-
-
-def _quick_float_free(value: Any, text: bytes) -> bool:
-    """A fast sufficient test for ``_is_float_free``: decoding the text gives the value back
-    and no number in it can be a float. False means "look closer", not "has a float"."""
-    if text[:1] in b"-0123456789":  # a bare number
-        if any(c in text for c in (b".", b"e", b"E")):
-            return False
-    elif _FLOATISH.search(text) is not None:
-        return False
-    try:
-        return bool(orjson.loads(text) == value)
-    except orjson.JSONDecodeError:
-        return False
 
 
 def _is_float_free(value: Any, text: bytes) -> bool:
@@ -175,35 +147,17 @@ def parse_json(data: bytes | str, max_bytes: int | None = None) -> Any:
             data = data.decode("utf-8")
         except UnicodeDecodeError as exc:
             raise CanonicalJSONError(f"not UTF-8: {exc}") from None
-    # The C decoder bounds its own recursion (RecursionError, caught below), so deep input
-    # cannot blow the stack; the tighter nesting limit is checked on the decoded value, which
-    # walks containers rather than every character.
-    try:
-        value = json.loads(
-            data,
-            parse_float=_no_float,
-            parse_constant=_no_constant,
-            object_pairs_hook=_no_duplicates,
-        )
-    except CanonicalJSONError:
-        raise
-    except (ValueError, RecursionError) as exc:
-        raise CanonicalJSONError(f"malformed JSON: {exc}") from None
-    if too_deep(value):
-        raise CanonicalJSONError(f"JSON nested deeper than {MAX_DEPTH} levels")
-    return value
+    return _decode(data, None, nesting=True, duplicates=False)
 
 
-def parse_canonical(data: bytes, max_bytes: int | None = None, *, nesting: bool = True) -> Any:
+def parse_canonical(data: bytes, max_bytes: int | None = None) -> Any:
     """Decode bytes that must already be canonical JSON (what nodes send each other).
 
-    Faster than ``parse_json`` on large documents: a C decoder, then the proof that the bytes
-    are canonical (re-encoding gives them back exactly, which also rules out duplicate keys and
-    whitespace), no floats and bounded nesting. ``nesting=False`` leaves the ``MAX_DEPTH``
-    check to the caller (the C decoder still refuses more than 1,024 levels): a validator
-    decoding a block checks each transaction it does not already hold instead of every one.
+    Faster than ``parse_json`` on large documents: the C decoder without a per-object hook,
+    then the proof that the bytes are canonical (re-encoding gives them back exactly, which
+    also rules out duplicate keys and whitespace), no floats and bounded nesting.
     """
-    value = _decode_fast(data, max_bytes, nesting)
+    value = _decode(data, max_bytes, nesting=True, duplicates=True)
     if canonical_json(value, trusted=True) != data:
         raise CanonicalJSONError("the document is not in canonical form")
     return value
@@ -212,18 +166,25 @@ def parse_canonical(data: bytes, max_bytes: int | None = None, *, nesting: bool 
 def parse_relayed(data: bytes, max_bytes: int | None = None) -> Any:
     """Decode JSON a peer relays (gossiped transactions): JSON types only, no float, integers
     exact; unlike ``parse_canonical`` the text need not be canonical (whoever uses a value
-    re-encodes it), and nesting is left to the caller, as with ``nesting=False``."""
-    return _decode_fast(data, max_bytes, False)
+    re-encodes it), and nesting is left to the caller (``too_deep``): a validator checks only
+    the transactions it does not already hold."""
+    return _decode(data, max_bytes, nesting=False, duplicates=True)
 
 
-def _decode_fast(data: bytes, max_bytes: int | None, nesting: bool) -> Any:
+def _decode(data: bytes | str, max_bytes: int | None, *, nesting: bool, duplicates: bool) -> Any:
+    """The standard C decoder: integers exact at any size, a float or NaN refused through its
+    hooks (called only when one occurs), its own recursion bounded (RecursionError, caught),
+    so deep input cannot blow the stack; the tighter ``MAX_DEPTH`` is checked on the decoded
+    value with ``nesting``. ``duplicates=False`` refuses duplicate keys (a Python hook per
+    object: the strict decoder's price). Faster than orjson followed by a scan for float tokens
+    (a regex over every byte cost more than decoding)."""
     if max_bytes is not None and len(data) > max_bytes:
         raise CanonicalJSONError(f"JSON document of {len(data)} bytes exceeds {max_bytes}")
-    # The standard C decoder: integers exact at any size, a float or NaN refused through its
-    # hooks (called only when one occurs), its own recursion bounded. Faster here than orjson
-    # followed by a scan for float tokens (a regex over every byte cost more than decoding).
+    hook = None if duplicates else _no_duplicates
     try:
-        value = json.loads(data, parse_float=_no_float, parse_constant=_no_constant)
+        value = json.loads(
+            data, parse_float=_no_float, parse_constant=_no_constant, object_pairs_hook=hook
+        )
     except CanonicalJSONError:
         raise
     except (ValueError, RecursionError) as exc:
@@ -233,22 +194,19 @@ def _decode_fast(data: bytes, max_bytes: int | None, nesting: bool) -> Any:
     return value
 
 
-def too_deep(value: Any, floats: bool = False) -> bool:
+def too_deep(value: Any) -> bool:
     """Whether a decoded JSON ``value`` (plain dicts and lists, as the decoders make them)
-    nests deeper than ``MAX_DEPTH`` (or, with ``floats``, holds a float)."""
+    nests deeper than ``MAX_DEPTH``."""
     kind = type(value)
-    if kind is dict or kind is list:
-        return not _nesting_ok(value, 1, floats)
-    return floats and kind is float
+    return (kind is dict or kind is list) and not _nesting_ok(value, 1)
 
 
-def _nesting_ok(container: Any, depth: int, floats: bool) -> bool:
+def _nesting_ok(container: Any, depth: int) -> bool:
     # Recursion stops at MAX_DEPTH: the Python stack stays shallow whatever the input.
     for child in container.values() if type(container) is dict else container:
         kind = type(child)
-        if kind is dict or kind is list:
-            if depth >= MAX_DEPTH or not _nesting_ok(child, depth + 1, floats):
-                return False
-        elif floats and kind is float:
+        if (kind is dict or kind is list) and (
+            depth >= MAX_DEPTH or not _nesting_ok(child, depth + 1)
+        ):
             return False
     return True

@@ -383,8 +383,7 @@ class Ledger:
             conn.rollback()
 
     def account_sequence(self, account: str) -> int:
-        with self.reader() as (state, _):
-            return account_sequence(state, account)
+        return self.account_sequences([account])[account]
 
     def account_sequences(self, accounts: Iterable[str]) -> dict[str, int]:
         """``account_sequence`` of several accounts, read in one query."""

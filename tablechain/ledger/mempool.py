@@ -95,10 +95,6 @@ class Mempool:
         self._next_seq[tx.account] = expected + 1
         self._pending_count[tx.account] = self._pending_count.get(tx.account, 0) + 1
 
-    def get(self, tx_hash: bytes) -> SignedTransaction | None:
-        """The queued transaction with this hash, if any."""
-        return self._by_hash.get(tx_hash)
-
     def by_encoding(self, data: bytes) -> SignedTransaction | None:
         """The queued transaction whose canonical JSON is exactly ``data``, if any."""
         return self._by_encoding.get(data)

@@ -12,7 +12,7 @@ import gc
 import logging
 import threading
 import time
-from collections.abc import Callable, Collection, Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, NamedTuple
 
@@ -76,7 +76,6 @@ class Event(NamedTuple):
 
 _OK_STATUSES = ("validate_success", "db_success")  # in the order they are sent
 _FAIL_STATUSES = ("validate_fail", "db_error")
-_ALL_STATUSES = frozenset(_OK_STATUSES + _FAIL_STATUSES)
 _TABLE_STATUS = "db_success"  # a table's subscribers hear of its successful changes
 
 
@@ -137,7 +136,7 @@ class Node:
         self.max_block_wait_ms = self.config.max_block_wait_ms or genesis.max_block_wait_ms
         self.mempool = Mempool(self.ledger.account_sequences, self.config.mempool_size)
         self._clock = clock or (lambda: int(time.time() * 1000))
-        self._subscribers: list[tuple[Callable[[Event], None], frozenset[str] | None]] = []
+        self._subscribers: list[Callable[[Event], None]] = []
         self._block_listeners: list[Callable[[Block], None]] = []
         self._sub_lock = threading.Lock()
         self._committed = threading.Condition()
@@ -267,19 +266,16 @@ class Node:
 
     # --- events ------------------------------------------------------------------------------
 
-    def subscribe(
-        self, callback: Callable[[Event], None], statuses: Collection[str] | None = None
-    ) -> Callable[[], None]:
+    def subscribe(self, callback: Callable[[Event], None]) -> Callable[[], None]:
         """Call ``callback`` with every event of each committed block (on the committing
-        thread), or only those whose ``status`` is in ``statuses``; returns the unsubscribe."""
-        entry = (callback, None if statuses is None else frozenset(statuses))
+        thread); returns the unsubscribe."""
         with self._sub_lock:
-            self._subscribers.append(entry)
+            self._subscribers.append(callback)
 
         def unsubscribe() -> None:
             with self._sub_lock:
-                if entry in self._subscribers:
-                    self._subscribers.remove(entry)
+                if callback in self._subscribers:
+                    self._subscribers.remove(callback)
 
         return unsubscribe
 
@@ -300,29 +296,24 @@ class Node:
                 listener(block)
             except Exception:
                 log.exception("block listener failed")
-        if not subscribers:
+        if not subscribers:  # a block has thousands of events: none made for nobody
             return
-        # Only the events someone listens for are made (a block has thousands).
-        wanted: set[str] = set()
-        for _, statuses in subscribers:
-            wanted |= _ALL_STATUSES if statuses is None else statuses
         height = block.header.height
         events = []
         for tx, receipt in zip(block.transactions, block.receipts, strict=True):
             ok = receipt.success
             for status in _OK_STATUSES if ok else _FAIL_STATUSES:
-                if status in wanted:
-                    events.append(
-                        Event(
-                            "singleTransaction",
-                            status,
-                            tx.hash_hex,
-                            height,
-                            receipt.result,
-                            receipt.message,
-                        )
+                events.append(
+                    Event(
+                        "singleTransaction",
+                        status,
+                        tx.hash_hex,
+                        height,
+                        receipt.result,
+                        receipt.message,
                     )
-            if ok and _TABLE_STATUS in wanted:
+                )
+            if ok:
                 for owner, name in touched_tables(tx):
                     events.append(
                         Event(
@@ -336,10 +327,8 @@ class Node:
                             name,
                         )
                     )
-        for callback, statuses in subscribers:
-            for event in events:
-                if statuses is not None and event.status not in statuses:
-                    continue
+        for event in events:
+            for callback in subscribers:
                 try:
                     callback(event)
                 except Exception:

@@ -73,24 +73,42 @@ def _create_engine(url: str) -> Engine:
     return sa.create_engine(url, pool_pre_ping=True)
 
 
-class _CompiledInsert:
-    """``INSERT INTO table (every column) VALUES (binds)`` compiled once for one dialect."""
+class _Compiled:
+    """A statement compiled once for one dialect: its SQL, how the driver takes its parameters
+    (in ``names`` order, positionally or by name) and the bind processors SQLAlchemy would
+    apply to them."""
 
     __slots__ = ("sql", "names", "keys", "processors", "positional")
 
-    def __init__(self, table: sa.Table, dialect: Any) -> None:
-        compiled = sa.insert(table).compile(dialect=dialect)
+    def __init__(self, statement: Any, dialect: Any) -> None:
+        compiled = statement.compile(dialect=dialect)
         self.sql = compiled.string
         self.positional = bool(compiled.positional)
         self.names = list(compiled.positiontup or []) if self.positional else list(compiled.binds)
-        self.keys = [compiled.binds[name].key for name in self.names]  # the columns' keys
-        procs = compiled._bind_processors  # plain binds of an INSERT: one callable or none
+        self.keys = [compiled.binds[name].key for name in self.names]  # e.g. the columns' keys
+        procs = compiled._bind_processors  # plain binds: one callable or none
         self.processors: list[Callable[[Any], Any] | None] = [
             cast("Callable[[Any], Any] | None", procs.get(name)) for name in self.names
         ]
 
+    def params(self, values: Sequence[Any]) -> Any:
+        """One row of parameters (``values`` in ``names`` order, processed) for the driver."""
+        return tuple(values) if self.positional else dict(zip(self.names, values, strict=True))
 
-_INSERTS: dict[tuple[str, int], tuple[sa.Table, _CompiledInsert]] = {}
+
+_COMPILED: dict[tuple[str, str, int], tuple[Any, _Compiled]] = {}
+
+
+def _compiled(kind: str, target: Any, dialect: Any, build: Callable[[Any], Any]) -> _Compiled:
+    """The ``kind`` statement ``build(target)`` compiled for ``dialect``, once."""
+    key = (kind, dialect.name, id(target))
+    cached = _COMPILED.get(key)
+    if cached is None or cached[0] is not target:  # an id may be reused by a new object
+        cached = (target, _Compiled(build(target), dialect))
+        if len(_COMPILED) > 4096:
+            _COMPILED.clear()
+        _COMPILED[key] = cached
+    return cached[1]
 
 
 def insert_many(conn: sa.Connection, table: sa.Table, rows: list[dict[str, Any]]) -> None:
@@ -103,16 +121,8 @@ def insert_many(conn: sa.Connection, table: sa.Table, rows: list[dict[str, Any]]
     """
     if not rows:
         return
-    key = (conn.dialect.name, id(table))
-    cached = _INSERTS.get(key)
-    if cached is None or cached[0] is not table:
-        cached = (table, _CompiledInsert(table, conn.dialect))
-        if len(_INSERTS) > 4096:
-            _INSERTS.clear()
-        _INSERTS[key] = cached
-    ins = cached[1]
+    ins = _compiled("insert", table, conn.dialect, sa.insert)
     keys, procs = ins.keys, ins.processors
-    params: list[Any]
     if any(procs):
         values = [
             [(p(row[k]) if p is not None else row[k]) for k, p in zip(keys, procs, strict=True)]
@@ -121,30 +131,17 @@ def insert_many(conn: sa.Connection, table: sa.Table, rows: list[dict[str, Any]]
     else:
         values = [[row[k] for k in keys] for row in rows]
     if ins.positional:
-        params = [tuple(v) for v in values]
+        conn.exec_driver_sql(ins.sql, [tuple(v) for v in values])
     else:
-        names = ins.names
-        params = [dict(zip(names, v, strict=True)) for v in values]
-    conn.exec_driver_sql(ins.sql, params)
+        conn.exec_driver_sql(ins.sql, [dict(zip(ins.names, v, strict=True)) for v in values])
 
 
-class _CompiledLookup:
-    """``SELECT column FROM table WHERE column IN (n binds)`` compiled once for one dialect."""
-
-    __slots__ = ("sql", "names", "positional", "processor")
-
-    def __init__(self, column: sa.Column[Any], size: int, dialect: Any) -> None:
-        binds = [sa.bindparam(f"v{i}", type_=column.type) for i in range(size)]
-        compiled = sa.select(column).where(column.in_(binds)).compile(dialect=dialect)
-        self.sql = compiled.string
-        self.positional = bool(compiled.positional)
-        self.names = list(compiled.positiontup or []) if self.positional else list(compiled.binds)
-        procs = compiled._bind_processors
-        self.processor = cast("Callable[[Any], Any] | None", procs.get(self.names[0]))
-
-
-_LOOKUPS: dict[tuple[str, int], tuple[sa.Column[Any], _CompiledLookup]] = {}
 _LOOKUP_SIZE = 100  # binds per statement; the last chunk is padded with a repeated value
+
+
+def _lookup(column: sa.Column[Any]) -> Any:
+    binds = [sa.bindparam(f"v{i}", type_=column.type) for i in range(_LOOKUP_SIZE)]
+    return sa.select(column).where(column.in_(binds))
 
 
 def existing(conn: sa.Connection, column: sa.Column[Any], values: Sequence[Any]) -> set[Any]:
@@ -156,23 +153,15 @@ def existing(conn: sa.Connection, column: sa.Column[Any], values: Sequence[Any])
     """
     if not values:
         return set()
-    key = (conn.dialect.name, id(column))
-    cached = _LOOKUPS.get(key)
-    if cached is None or cached[0] is not column:
-        cached = (column, _CompiledLookup(column, _LOOKUP_SIZE, conn.dialect))
-        if len(_LOOKUPS) > 4096:
-            _LOOKUPS.clear()
-        _LOOKUPS[key] = cached
-    look = cached[1]
-    proc = look.processor
+    look = _compiled("in", column, conn.dialect, _lookup)
+    proc = look.processors[0]
     found: set[Any] = set()
     for start in range(0, len(values), _LOOKUP_SIZE):
         chunk = list(values[start : start + _LOOKUP_SIZE])
         chunk += [chunk[0]] * (_LOOKUP_SIZE - len(chunk))
         if proc is not None:
             chunk = [proc(v) for v in chunk]
-        params: Any = tuple(chunk) if look.positional else dict(zip(look.names, chunk, strict=True))
-        found.update(row[0] for row in conn.exec_driver_sql(look.sql, params))
+        found.update(row[0] for row in conn.exec_driver_sql(look.sql, look.params(chunk)))
     return found
 
 

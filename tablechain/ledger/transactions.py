@@ -444,7 +444,7 @@ def parse_transaction(
     Raises an ``InvalidTransaction`` / ``BadSignature`` / ``TooLarge`` with a stable code.
     ``verify=False`` skips only the signature check (for re-parsing already verified blocks).
     ``trusted=True``: ``tx_json`` came from the strict decoders (``parse_json``, or
-    ``parse_canonical`` with its nesting checked), so it holds JSON types only and no float.
+    ``parse_relayed`` with its nesting checked), so it holds JSON types only and no float.
     """
     if not isinstance(tx_json, dict):
         raise InvalidTransaction("a transaction is a JSON object")

@@ -28,6 +28,7 @@ from typing import Any, Protocol
 
 from tablechain.ca import CertificateVerifier
 from tablechain.crypto import (
+    MAX_DEPTH,
     PrivateKey,
     canonical_json,
     parse_canonical,
@@ -35,7 +36,6 @@ from tablechain.crypto import (
     public_key_from_bytes,
     too_deep,
 )
-from tablechain.crypto.canonical import MAX_DEPTH
 from tablechain.errors import TablechainError
 from tablechain.ledger.admission import CertificateRequired
 from tablechain.ledger.blocks import BlockHeader
@@ -137,6 +137,12 @@ def frame_block(header: bytes, transactions: Sequence[bytes]) -> bytes:
         parts.append(len(tx).to_bytes(4, "big"))
         parts.append(tx)
     return b"".join(parts)
+
+
+def _relayable(tx_json: Any) -> bool:
+    """A relayed transaction (gossip, or a block's that this node does not hold) is a JSON
+    object within ``MAX_DEPTH``: checked before anything walks it."""
+    return isinstance(tx_json, dict) and not too_deep(tx_json)
 
 
 def encode_block(header: BlockHeader, txs: Sequence[SignedTransaction]) -> bytes:
@@ -264,34 +270,24 @@ class LedgerApplication:
         """
         suite, net = self.ledger.suite, self.ledger.genesis.network_id
         parsed = []
-        decoded: dict[int, Any] = {}
+        unseen = []  # decoded here and not verified here yet (the pool holds verified ones)
         pool = self.node.mempool
-        for i, data in enumerate(raw):
+        for data in raw:
             held = pool.by_encoding(data)
             if held is None:
-                t = parse_relayed(data, max_bytes=MAX_BLOCK_BYTES)
-                if not isinstance(t, dict):
-                    raise InvalidTransaction("a block's transaction is a JSON object")
-                if too_deep(t):
-                    raise InvalidTransaction(f"a block's transaction nests deeper than {MAX_DEPTH}")
+                t = parse_relayed(data)
+                if not _relayable(t):
+                    raise InvalidTransaction(
+                        f"a block's transaction is a JSON object nested at most {MAX_DEPTH} deep"
+                    )
                 held = parse_transaction(t, suite, net, verify=False, trusted=True)
                 if held.encoded != data:
                     raise InvalidTransaction("a block's transaction is not in canonical form")
-                decoded[i] = t
+                if held.hash not in self._verified and held.hash not in pool:
+                    unseen.append(t)
             parsed.append(held)
-        unseen = [
-            i
-            for i, tx in enumerate(parsed)
-            if tx.hash not in self._verified and tx.hash not in self.node.mempool
-        ]
         if unseen:
-            checks = self.node.verifier.verify(
-                [decoded[i] if i in decoded else parsed[i].json for i in unseen],
-                suite,
-                net,
-                trusted=True,
-            )
-            for verdict in checks:
+            for verdict in self.node.verifier.verify(unseen, suite, net, trusted=True):
                 if isinstance(verdict, TablechainError):
                     raise verdict
         for tx in parsed:
@@ -445,7 +441,7 @@ class ValidatorNode(Node):
         nonces = []
         expected: dict[str, int] = {}
         for tx_json in transactions:
-            if not isinstance(tx_json, dict) or too_deep(tx_json):
+            if not _relayable(tx_json):
                 continue
             account, sequence = tx_json.get("Account"), tx_json.get("Sequence")
             if not isinstance(account, str) or type(sequence) is not int:
