@@ -214,7 +214,7 @@ _PARSERS: dict[str, tuple[TxBodyParser, frozenset[str]]] = {}
 
 def register_transaction_type(name: str, parser: TxBodyParser, fields: set[str]) -> None:
     """Register the body parser of a transaction type and the body fields it accepts."""
-    _PARSERS[name] = (parser, frozenset(fields))
+    _PARSERS[name] = (parser, frozenset(fields) | _ENVELOPE)
 
 
 # --- field helpers ---------------------------------------------------------------------------
@@ -272,17 +272,26 @@ def check_table_name(name: Any, where: str) -> str:
     return name
 
 
+_TABLE_KEYS = frozenset({"TableName", "NameInDB", "TableNewName"})
+
+
 def _parse_tables(obj: Mapping[str, Any], what: str) -> tuple[TableRef, ...]:
     tables = _require(obj, "Tables", list, what)
     if len(tables) != 1:
         raise InvalidTransaction(f"{what}.Tables must hold exactly one table")
-    entry = _typed(tables[0], dict, f"{what}.Tables[0]")
-    if set(entry) != {"Table"}:
+    entry = tables[0]
+    if type(entry) is not dict:
+        entry = _typed(entry, dict, f"{what}.Tables[0]")
+    if len(entry) != 1 or "Table" not in entry:
         raise InvalidTransaction(f'{what}.Tables[0] must be {{"Table": {{...}}}}')
-    table = _typed(entry["Table"], dict, f"{what}.Tables[0].Table")
-    unknown = set(table) - {"TableName", "NameInDB", "TableNewName"}
-    if unknown:
-        raise InvalidTransaction(f"{what}.Tables[0].Table: unknown fields {sorted(unknown)}")
+    table = entry["Table"]
+    if type(table) is not dict:
+        table = _typed(table, dict, f"{what}.Tables[0].Table")
+    # Most tables carry only a TableName: no set arithmetic for them.
+    if not (len(table) == 1 and "TableName" in table):
+        unknown = table.keys() - _TABLE_KEYS
+        if unknown:
+            raise InvalidTransaction(f"{what}.Tables[0].Table: unknown fields {sorted(unknown)}")
     name = check_table_name(table.get("TableName"), f"{what}.TableName")
     name_in_db = table.get("NameInDB")
     if name_in_db is not None and (
@@ -460,8 +469,8 @@ def parse_transaction(
         raise InvalidTransaction(
             f"unknown TransactionType {str(tx_type)[:40]!r}; known: {', '.join(sorted(_PARSERS))}"
         )
-    parser, body_fields = _PARSERS[tx_type]
-    unknown = set(tx_json) - _ENVELOPE - body_fields
+    parser, allowed_fields = _PARSERS[tx_type]
+    unknown = tx_json.keys() - allowed_fields
     if unknown:
         raise InvalidTransaction(f"{tx_type}: unknown fields {sorted(unknown)}")
     account = check_address(tx_json.get("Account"), "Account")
