@@ -107,6 +107,17 @@ def test_bad_input_gets_stable_codes_and_changes_nothing(node):
     expect_code(node, {**good, "Sequence": "1"}, "temMALFORMED")
     expect_code(node, {**good, "Sequence": True}, "temMALFORMED")
     expect_code(node, {**good, "OpType": 99}, "temMALFORMED")
+    for tables in (
+        [{"Table": {"TableName": "t", "Extra": 1}}],
+        [{"Table": {"TableName": "t"}, "More": {}}],
+        [{}],
+        ["t"],
+        [{"Table": "t"}],
+        [{"Table": {"TableName": "t", "NameInDB": "NOT-HEX"}}],
+        [{"Table": {"NameInDB": "ab"}}],
+        [{"Table": {"TableName": "t"}}, {"Table": {"TableName": "u"}}],
+    ):
+        expect_code(node, {**good, "Tables": tables}, "temMALFORMED")
     expect_code(node, {**good, "TransactionType": "Nope"}, "temMALFORMED")
     expect_code(node, {**good, "NetworkID": 4}, "temMALFORMED")
     expect_code(node, {**good, "Raw": [{"field": "x", "type": "int"}]}, "temBAD_SIGNATURE")
