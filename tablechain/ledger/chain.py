@@ -133,6 +133,7 @@ class PendingBlock:
         self._txn = txn
         self._tables = tables
         self.done = False
+        self.skipped: tuple[SignedTransaction, ...] = ()  # see Ledger.execute
 
     @property
     def hash(self) -> str:
@@ -267,9 +268,21 @@ class Ledger:
         return ExecutionContext(state, tables, env)
 
     def execute(
-        self, txs: Sequence[SignedTransaction], timestamp_ms: int, proposer: str
+        self,
+        txs: Sequence[SignedTransaction],
+        timestamp_ms: int,
+        proposer: str,
+        *,
+        skip_committed: bool = False,
     ) -> PendingBlock:
-        """Execute a block on top of the head, inside an open database transaction."""
+        """Execute a block on top of the head, inside an open database transaction.
+
+        A block carrying a transaction twice, or one already committed, is refused
+        (``ChainMismatch``). A proposer passes ``skip_committed=True`` instead: such
+        transactions are left out of its block and listed in ``PendingBlock.skipped`` (a pool
+        can come to hold a committed one: a transaction refused by admission at execution keeps
+        its Sequence, and a resubmission that raced that block's commit got past both checks).
+        """
         self._write_lock.acquire()
         try:
             parent = self.head
@@ -283,8 +296,12 @@ class Ledger:
         except BaseException:
             self._write_lock.release()
             raise
+        skipped: list[SignedTransaction] = []
         try:
-            self._check_fresh(conn, txs)
+            if skip_committed:
+                txs, skipped = self._fresh_part(conn, txs)
+            else:
+                self._check_fresh(conn, txs)
             ctx = self._context(conn, env)
             receipts = apply_transactions(ctx, txs, self.registry, self.admission)
             root = ctx.state.flush()
@@ -303,7 +320,9 @@ class Ledger:
             conn.close()
             self._write_lock.release()
             raise
-        return PendingBlock(self, conn, txn, header, tuple(txs), tuple(receipts), ctx.tables)
+        pending = PendingBlock(self, conn, txn, header, tuple(txs), tuple(receipts), ctx.tables)
+        pending.skipped = tuple(skipped)
+        return pending
 
     def _committed_among(self, conn: Connection, hashes: Sequence[str]) -> set[str]:
         return existing(conn, self.t.txs.c.hash, hashes)
@@ -321,6 +340,22 @@ class Ledger:
         seen = self._committed_among(conn, hashes)
         if seen:
             raise ChainMismatch(f"transaction {min(seen)} is already in a committed block")
+
+    def _fresh_part(
+        self, conn: Connection, txs: Sequence[SignedTransaction]
+    ) -> tuple[list[SignedTransaction], list[SignedTransaction]]:
+        """``txs`` without those already committed or repeated: (kept, left out)."""
+        committed = self._committed_among(conn, [tx.hash_hex for tx in txs])
+        kept: list[SignedTransaction] = []
+        left: list[SignedTransaction] = []
+        seen: set[bytes] = set()
+        for tx in txs:
+            if tx.hash_hex in committed or tx.hash in seen:
+                left.append(tx)
+            else:
+                seen.add(tx.hash)
+                kept.append(tx)
+        return kept, left
 
     def _store_block(self, conn: Connection, block: Block, certificate: Any) -> None:
         header = block.header

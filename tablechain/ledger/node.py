@@ -220,7 +220,12 @@ class Node:
         txs = self.mempool.take(self.max_block_txs)
         if not txs:
             return None
-        pending = self.ledger.execute(txs, self._clock(), self.address)
+        pending = self.ledger.execute(txs, self._clock(), self.address, skip_committed=True)
+        if pending.skipped:
+            self.mempool.remove(list(pending.skipped))
+        if not pending.block.transactions:  # never an empty block
+            pending.abort()
+            return None
         block = pending.commit()
         self.mempool.remove(txs)
         self.notify_committed(block)

@@ -240,7 +240,13 @@ class LedgerApplication:
             return None  # the block-cutting policy waits for more
         txs = self.node.mempool.take(self.node.max_block_txs)
         self._abort_pending()
-        pending = self.ledger.execute(txs, self.clock(), self.node.address)
+        pending = self.ledger.execute(txs, self.clock(), self.node.address, skip_committed=True)
+        if pending.skipped:
+            self.node.mempool.remove(list(pending.skipped))
+            txs = list(pending.block.transactions)
+            if not txs:  # never an empty block
+                pending.abort()
+                return None
         block_hash = bytes.fromhex(pending.hash)
         data = encode_block(pending.header, txs)
         self._pending = (block_hash, pending, data)

@@ -262,3 +262,22 @@ def test_a_parsed_transactions_encoding_is_its_canonical_json():
         parsed = parse_transaction(sample, CryptoSuite("international"), 3)
         assert parsed.encoded == canonical_json(sample)
     assert "encoded" in parse_transaction(samples[1], CryptoSuite("international"), 3).__dict__
+
+
+def test_block_production_survives_a_committed_transaction_left_in_the_pool(node):
+    """A pool can come to hold a committed transaction (a resubmission racing the commit of the
+    block that carries it, admission having refused it there so its Sequence was kept): block
+    production leaves it out instead of failing on it forever."""
+    key = generate_private_key()
+    good = node.submit(create(key))
+    node.produce_block()
+    with node.mempool._lock:
+        node.mempool._add_locked(good, {good.account: good.sequence - 1})
+    assert node.produce_block() is None  # no empty block
+    assert len(node.mempool) == 0
+    with node.mempool._lock:
+        node.mempool._add_locked(good, {good.account: good.sequence - 1})
+    node.submit(insert(key, 2, 1))
+    block = node.produce_block()
+    assert [tx.sequence for tx in block.transactions] == [2] and block.receipts[0].success
+    assert len(node.mempool) == 0

@@ -211,3 +211,50 @@ def test_malformed_gossip_is_dropped_and_good_gossip_admitted(lone):
         assert len(node.mempool) == 0, bad[:40]
     node.deliver_transactions(canonical_json([good, good]))  # the duplicate is skipped
     assert len(node.mempool) == 1
+
+
+def _force_into_pool(pool, tx) -> None:
+    """Put a transaction in the pool past its checks, as a resubmission racing the commit of the
+    block that carries it could (its Sequence kept, admission having refused it there)."""
+    with pool._lock:
+        pool._add_locked(tx, {tx.account: tx.sequence - 1})
+    pool.arrived.set()
+
+
+def _propose(node):
+    """The application's proposal once the block-cutting wait is over (None if it has none)."""
+    time.sleep(node.max_block_wait_ms / 1000 + 0.01)
+    return node.app.propose_block(node.ledger.height + 1, None)
+
+
+def test_a_proposer_leaves_out_a_committed_transaction_its_pool_still_holds(lone):
+    node = lone
+    signer = generate_private_key()
+    create = node.submit(tx(signer, 1, TransactionType="TableListSet", OpType=1,
+                            Tables=[{"Table": {"TableName": "t"}}], Raw=FIELDS))
+    proposed = _propose(node)
+    assert proposed is not None
+    node.app.commit_block(node.ledger.height + 1, proposed.block, _qc_stub())
+    assert node.ledger.committed_among([create.hash_hex]) == {create.hash_hex}
+    _force_into_pool(node.mempool, create)
+    # Alone, it yields no block (never an empty one) and leaves the pool.
+    assert _propose(node) is None
+    assert len(node.mempool) == 0
+    # Beside a fresh one, the block carries the fresh one only.
+    _force_into_pool(node.mempool, create)
+    insert = node.submit(tx(signer, 2, TransactionType="SQLStatement", OpType=6,
+                            Owner=address_to_text(signer.address()),
+                            Tables=[{"Table": {"TableName": "t"}}], Raw=[{"id": 1}]))
+    proposed = _propose(node)
+    assert proposed is not None
+    from tablechain.ledger.validator import decode_block
+
+    _, raw = decode_block(proposed.block)
+    assert raw == [insert.encoded]
+    assert node.app.validate_block(node.ledger.height + 1, proposed.block) is not None
+
+
+def _qc_stub():
+    from tablechain.ledger.consensus.messages import QuorumCertificate
+
+    return QuorumCertificate(0, 0, b"\0" * 32, b"\0" * 32, ())
