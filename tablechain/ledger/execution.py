@@ -144,7 +144,7 @@ def _apply_one(
     try:
         _check_sequence(ctx.state, tx)
     except LedgerError as exc:
-        return Receipt(tx.hash_hex, index, exc.code, exc.message)
+        return Receipt(tx.hash_hex, index, exc.code, receipt_message(exc.message))
     if admission is not None:
         # An uncertified signer is no member: its transaction is recorded as refused and
         # changes nothing at all, not even its account's Sequence.
@@ -152,7 +152,7 @@ def _apply_one(
             with ctx.state.journaled():
                 admission.check(ctx, tx)
         except TablechainError as exc:
-            return Receipt(tx.hash_hex, index, exc.code, exc.message)
+            return Receipt(tx.hash_hex, index, exc.code, receipt_message(exc.message))
     executor = registry.get(tx.transaction_type)
     result, message, details = SUCCESS, "", {}
     try:
@@ -182,7 +182,21 @@ def _apply_one(
             log.exception("transaction %s raised unexpectedly", tx.hash_hex)
             result, message = "tefEXCEPTION", f"internal error: {type(exc).__name__}"
     ctx.state.set(f"acct/{tx.account}", {"sequence": tx.sequence})
-    return Receipt(tx.hash_hex, index, result, message, details)
+    return Receipt(tx.hash_hex, index, result, receipt_message(message), details)
+
+
+# A receipt's message is for people and may quote the transaction (its unknown fields, say): it
+# is kept short so that a receipt always fits its column (MariaDB's TEXT holds 64 KiB) and a
+# large transaction cannot fail the storing of every block that carries it.
+MAX_RECEIPT_MESSAGE = 1000  # characters
+
+
+def receipt_message(message: str) -> str:
+    """``message`` bounded to ``MAX_RECEIPT_MESSAGE`` characters (deterministically, as a
+    receipt is part of the block's receipts root) and encodable as UTF-8."""
+    if len(message) > MAX_RECEIPT_MESSAGE:
+        message = f"{message[:MAX_RECEIPT_MESSAGE]}... ({len(message)} characters in all)"
+    return message.encode("utf-8", "backslashreplace").decode("utf-8")
 
 
 def _batchable(registry: ExecutorRegistry, tx: SignedTransaction) -> bool:

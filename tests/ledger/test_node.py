@@ -281,3 +281,31 @@ def test_block_production_survives_a_committed_transaction_left_in_the_pool(node
     block = node.produce_block()
     assert [tx.sequence for tx in block.transactions] == [2] and block.receipts[0].success
     assert len(node.mempool) == 0
+
+
+def test_a_failure_quoting_a_large_transaction_still_commits_on_every_backend(db_url):
+    """An error message may quote the transaction (here 3,000 unknown field names, ~150 KB):
+    its receipt keeps a bounded message, so the block stores on every backend (MariaDB's TEXT
+    holds 64 KiB) and the node goes on; before, every block attempt failed on it."""
+    from tablechain.ledger.execution import MAX_RECEIPT_MESSAGE
+
+    n = Node(db_url, Genesis(network_id=3), generate_private_key(), NodeConfig())
+    try:
+        key = generate_private_key()
+        n.submit(create(key))
+        assert n.produce_block().receipts[0].success
+        row = {f"f{i:06d}" + "x" * 40: 1 for i in range(3000)}
+        n.submit(tx(key, 2, TransactionType="SQLStatement", OpType=6,
+                    Owner=address_to_text(key.address()), Tables=[{"Table": {"TableName": "t"}}],
+                    Raw=[row]))
+        [receipt] = n.produce_block().receipts
+        assert not receipt.success, receipt.result
+        assert MAX_RECEIPT_MESSAGE < len(receipt.message) < MAX_RECEIPT_MESSAGE + 60
+        assert "characters in all" in receipt.message
+        assert len(n.mempool) == 0
+        n.submit(insert(key, 3, 1))
+        assert n.produce_block().receipts[0].success
+        stored = n.ledger.block(n.ledger.height - 1)["receipts"][0]
+        assert stored["message"] == receipt.message
+    finally:
+        n.stop()
