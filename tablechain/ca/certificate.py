@@ -174,7 +174,7 @@ def parse_certificate(der: bytes) -> Certificate:
         )
     except CertificateMalformed:
         raise
-    except (ValueError, _der.DerError, IndexError) as exc:
+    except (ValueError, _der.DerError, IndexError, x509.InvalidVersion) as exc:
         raise CertificateMalformed(f"malformed certificate: {exc}") from None
     return result
 

@@ -74,7 +74,7 @@ def import_crl(crl_data: bytes, issuer: bytes | Certificate) -> list[RevocationE
         revoked = list(crl)
     except CRLInvalid:
         raise
-    except (ValueError, IndexError, _der.DerError) as exc:
+    except (ValueError, IndexError, _der.DerError, x509.InvalidVersion) as exc:
         raise CRLInvalid(f"malformed CRL: {exc}") from None
     if crl_issuer != ca.subject:
         raise CRLInvalid(f"CRL issuer is not {ca.subject_text}")

@@ -279,3 +279,50 @@ def test_der_is_strict() -> None:
         _der.decode(_der.null()).children()  # a primitive element has no children
     assert _der.time(0) == b"\x17\x0d700101000000Z"
     assert _der.time(2_524_608_000) == b"\x18\x0f20500101000000Z"
+
+
+def test_mangled_certificates_and_crls_get_only_admission_errors(ca: CertificateAuthority) -> None:
+    """Bytes flipped, cut or inserted anywhere in a certificate chain or a CRL (a CRL's version
+    byte among them, which cryptography refuses with its own exception type): only this
+    package's errors come out, with their codes, never another exception."""
+    import os
+    import random
+
+    from tablechain.errors import TablechainError
+
+    key = generate_private_key()
+    leaf = ca.issue(name="fuzz", role="user", public_key=key.public_key.to_bytes(),
+                    scheme=key.scheme, not_before=T - 10, not_after=T + 10)
+    ders = list(ca.chain_for(leaf))
+    crl = ca.crl(this_update=T, next_update=T + 10)
+    root_der = ders[-1]
+    verifier = CertificateVerifier([root_der])
+    rng = random.Random(7)
+    for i in range(600):
+        base = crl if i % 3 == 2 else ders[rng.randrange(len(ders))]
+        data = bytearray(base)
+        for _ in range(rng.randrange(1, 4)):
+            op = rng.randrange(3)
+            if op == 0 and data:
+                data[rng.randrange(len(data))] = rng.randrange(256)
+            elif op == 1:
+                data = data[: rng.randrange(len(data) + 1)]
+            else:
+                at = rng.randrange(len(data) + 1)
+                data[at:at] = os.urandom(rng.randrange(1, 8))
+        try:
+            if i % 3 == 0:
+                load_certificates([bytes(data)])
+            elif i % 3 == 1:
+                verifier.validate([*ders[:-1], bytes(data)], T, frozenset())
+            else:
+                import_crl(bytes(data), ca.certificate.der)
+        except TablechainError as exc:
+            assert exc.code, exc
+    # The one that slipped through before: a CRL whose version is out of range.
+    bad_version = bytearray(crl)
+    at = bad_version.find(b"\x02\x01\x01")  # version INTEGER 1 (v2) at the head of the TBS
+    assert at > 0
+    bad_version[at + 2] = 62
+    with pytest.raises(TablechainError):
+        import_crl(bytes(bad_version), ca.certificate.der)
