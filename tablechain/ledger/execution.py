@@ -153,6 +153,10 @@ def _apply_one(
                 admission.check(ctx, tx)
         except TablechainError as exc:
             return Receipt(tx.hash_hex, index, exc.code, receipt_message(exc.message))
+        except Exception as exc:  # a failing check refuses one transaction, never the block
+            log.exception("admission of %s raised unexpectedly", tx.hash_hex)
+            message = f"internal error in admission: {type(exc).__name__}"
+            return Receipt(tx.hash_hex, index, "tefEXCEPTION", message)
     executor = registry.get(tx.transaction_type)
     result, message, details = SUCCESS, "", {}
     try:
@@ -356,7 +360,7 @@ class _InsertRun:
             mark = self.ctx.state.mark()
             try:
                 self.admission.check(self.ctx, tx)
-            except TablechainError:
+            except Exception:  # refused (or worse): the general path records it
                 self.ctx.state.rollback_to(mark)
                 return None
         first = self.ctx.tables.next_rowid(meta) + len(queued)

@@ -309,3 +309,39 @@ def test_a_failure_quoting_a_large_transaction_still_commits_on_every_backend(db
         assert stored["message"] == receipt.message
     finally:
         n.stop()
+
+
+def test_an_admission_check_that_raises_refuses_one_transaction_not_the_block(tmp_path):
+    """Whatever an admission hook raises at execution, the transaction is refused with a code
+    (its Sequence kept, as for any refusal by admission) and the rest of the block commits."""
+
+    class Flaky:
+        def __init__(self, bad: str) -> None:
+            self.bad = bad
+
+        def check(self, ctx, tx) -> None:
+            if tx.account == self.bad:
+                raise RuntimeError("a bug in a hook")
+
+        def check_submissions(self, ledger, txs):
+            return [None for _ in txs]
+
+    good_key, bad_key = generate_private_key(), generate_private_key()
+    n = Node(f"sqlite:///{tmp_path / 'n.db'}", Genesis(network_id=3), generate_private_key(),
+             NodeConfig(), admission=Flaky(address_to_text(bad_key.address())))
+    try:
+        n.submit(create(good_key))
+        n.produce_block()
+        n.submit(tx(good_key, 2, TransactionType="TableListSet", OpType=11,
+                    Tables=[{"Table": {"TableName": "t"}}], User="everyone",
+                    Raw=[{"insert": True}]))
+        n.produce_block()
+        owner = address_to_text(good_key.address())
+        n.submit_many([insert(good_key, 3, 1), insert(bad_key, 1, 2, owner=owner),
+                       insert(good_key, 4, 3)])
+        block = n.produce_block()
+        assert [r.result for r in block.receipts] == ["tesSUCCESS", "tefEXCEPTION", "tesSUCCESS"]
+        assert n.ledger.account_sequence(address_to_text(bad_key.address())) == 0
+        assert [row["id"] for row in n.ledger.read(owner, "t", [[]], owner)] == [1, 3]
+    finally:
+        n.stop()
