@@ -240,7 +240,13 @@ class LedgerApplication:
             return None  # the block-cutting policy waits for more
         txs = self.node.mempool.take(self.node.max_block_txs)
         self._abort_pending()
-        pending = self.ledger.execute(txs, self.clock(), self.node.address, skip_committed=True)
+        try:
+            pending = self.ledger.execute(
+                txs, self.clock(), self.node.address, skip_committed=True
+            )
+        except Exception:  # no proposal this time (the round moves on to another proposer)
+            log.exception("executing a proposal at height %s failed", height)
+            return None
         if pending.skipped:
             self.node.mempool.remove(list(pending.skipped))
             txs = list(pending.block.transactions)
@@ -349,6 +355,10 @@ class LedgerApplication:
             executed = self._execute(height, block, decoded)
         except TablechainError as exc:
             log.info("invalid block at height %s: %s", height, exc)
+            return None
+        except Exception:  # whatever a proposal provokes, it is not a valid block
+            # (a validator that stopped here would stall at this height for good)
+            log.exception("validating the block proposed at height %s raised", height)
             return None
         result = None
         if executed is not None:

@@ -258,3 +258,43 @@ def _qc_stub():
     from tablechain.ledger.consensus.messages import QuorumCertificate
 
     return QuorumCertificate(0, 0, b"\0" * 32, b"\0" * 32, ())
+
+
+def test_a_proposal_whose_validation_raises_is_invalid_and_the_validator_goes_on(lone, monkeypatch):
+    """A validator that let an unexpected exception out of validation would fail the same step
+    again at every message and timer of that height (stalled for good): it is an invalid block
+    instead, and a later proposal validates as usual."""
+    node = lone
+    signer = generate_private_key()
+    node.submit(tx(signer, 1, TransactionType="TableListSet", OpType=1,
+                   Tables=[{"Table": {"TableName": "t"}}], Raw=FIELDS))
+    proposed = _propose(node)
+    assert proposed is not None
+    node.app._abort_pending()  # as if another validator had proposed it
+    node.app._results.clear()
+    real = node.ledger.execute
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("a bug that some input reaches")
+
+    monkeypatch.setattr(node.ledger, "execute", broken)
+    assert node.app.validate_block(node.ledger.height + 1, proposed.block) is None
+    monkeypatch.setattr(node.ledger, "execute", real)
+    result = node.app.validate_block(node.ledger.height + 1, proposed.block)
+    assert result is not None and result.block_hash == proposed.block_hash
+
+
+def test_a_proposal_that_fails_to_execute_is_skipped_not_a_stalled_proposer(lone, monkeypatch):
+    node = lone
+    signer = generate_private_key()
+    node.submit(tx(signer, 1, TransactionType="TableListSet", OpType=1,
+                   Tables=[{"Table": {"TableName": "t"}}], Raw=FIELDS))
+    real = node.ledger.execute
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("the database went away")
+
+    monkeypatch.setattr(node.ledger, "execute", broken)
+    assert _propose(node) is None
+    monkeypatch.setattr(node.ledger, "execute", real)
+    assert _propose(node) is not None
