@@ -443,6 +443,8 @@ class Ledger:
             }
 
     def block(self, height: int) -> dict[str, Any]:
+        if not 0 <= height < 1 << 63:  # beyond any column (SQLite refuses to bind it)
+            raise NotFound(f"no block at height {height}", "lgrNotFound")
         with self._reads.connect() as conn:
             row = conn.execute(
                 sa.select(self.t.blocks).where(self.t.blocks.c.height == height)
