@@ -21,7 +21,7 @@ from sqlalchemy.engine import Connection
 
 from tablechain.crypto import canonical_json, parse_relayed
 from tablechain.ledger.digest import LtHash
-from tablechain.ledger.storage import LedgerTables, insert_many
+from tablechain.ledger.storage import LedgerTables, insert_many, stored_values
 
 __all__ = ["StateOverlay", "TableDigest", "STATE_LTHASH_KEY"]
 
@@ -84,17 +84,12 @@ class StateOverlay:
         self._cache[key] = None if raw is None else parse_relayed(raw)
 
     def prefetch(self, keys: list[str]) -> None:
-        """Load many keys with one query per 500 (e.g. the accounts of a block's transactions)
+        """Load many keys with one query per 100 (e.g. the accounts of a block's transactions)
         instead of one query each."""
         missing = sorted({k for k in keys if k not in self._cache})
-        kv = self.t.kv
-        for start in range(0, len(missing), 500):
-            chunk = missing[start : start + 500]
-            found = dict(
-                self.conn.execute(sa.select(kv.c.key, kv.c.value).where(kv.c.key.in_(chunk))).all()
-            )
-            for key in chunk:
-                self._remember(key, found.get(key))
+        found = stored_values(self.conn, self.t.kv.c.key, self.t.kv.c.value, missing)
+        for key in missing:
+            self._remember(key, found.get(key))
 
     def get(self, key: str, default: Any = None) -> Any:
         value = self._load(key)
@@ -293,8 +288,7 @@ class StateOverlay:
                 else:
                     updates.append({"k": key, "v": new})
             self._original[key] = new
-        for entry in removed:
-            root.remove(entry)
+        root.remove_many(removed)
         root.add_many(added)
         kv = self.t.kv
         # One executemany per kind of change, in sorted key order (deterministic everywhere).

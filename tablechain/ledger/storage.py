@@ -7,7 +7,7 @@ in a single commit. SQLite runs in WAL mode; PostgreSQL and MariaDB are reached 
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any, cast
 
 import sqlalchemy as sa
@@ -139,30 +139,46 @@ def insert_many(conn: sa.Connection, table: sa.Table, rows: list[dict[str, Any]]
 _LOOKUP_SIZE = 100  # binds per statement; the last chunk is padded with a repeated value
 
 
-def _lookup(column: sa.Column[Any]) -> Any:
+def _lookup(column: sa.Column[Any], *selected: sa.Column[Any]) -> Any:
     binds = [sa.bindparam(f"v{i}", type_=column.type) for i in range(_LOOKUP_SIZE)]
-    return sa.select(column).where(column.in_(binds))
+    return sa.select(*(selected or (column,))).where(column.in_(binds))
 
 
-def existing(conn: sa.Connection, column: sa.Column[Any], values: Sequence[Any]) -> set[Any]:
-    """Which of ``values`` occur in ``column`` (e.g. which transaction hashes are committed).
-
-    One statement of SQLAlchemy's compilation per 100 values, run through the driver: the
-    expanding ``IN`` of ``Connection.execute`` renders and caches a new statement per call,
-    which cost twice the lookups themselves.
-    """
-    if not values:
-        return set()
-    look = _compiled("in", column, conn.dialect, _lookup)
+def _rows_among(
+    conn: sa.Connection, look: _Compiled, values: Sequence[Any]
+) -> Iterator[Sequence[Any]]:
+    """The rows of ``look`` (an ``IN`` of ``_LOOKUP_SIZE`` binds) for ``values``, one statement
+    per ``_LOOKUP_SIZE`` values, run through the driver: the expanding ``IN`` of
+    ``Connection.execute`` renders and caches a new statement per call, which cost twice the
+    lookups themselves."""
     proc = look.processors[0]
-    found: set[Any] = set()
     for start in range(0, len(values), _LOOKUP_SIZE):
         chunk = list(values[start : start + _LOOKUP_SIZE])
         chunk += [chunk[0]] * (_LOOKUP_SIZE - len(chunk))
         if proc is not None:
             chunk = [proc(v) for v in chunk]
-        found.update(row[0] for row in conn.exec_driver_sql(look.sql, look.params(chunk)))
-    return found
+        yield from conn.exec_driver_sql(look.sql, look.params(chunk))
+
+
+def existing(conn: sa.Connection, column: sa.Column[Any], values: Sequence[Any]) -> set[Any]:
+    """Which of ``values`` occur in ``column`` (e.g. which transaction hashes are committed)."""
+    if not values:
+        return set()
+    look = _compiled("in", column, conn.dialect, _lookup)
+    return {row[0] for row in _rows_among(conn, look, values)}
+
+
+def stored_values(
+    conn: sa.Connection, key: sa.Column[Any], value: sa.Column[Any], keys: Sequence[str]
+) -> dict[str, bytes]:
+    """``{key: value}`` of the rows whose ``key`` is among ``keys`` (a binary ``value``
+    column, e.g. the state store's): the same driver path as ``existing``."""
+    if not keys:
+        return {}
+    look = _compiled(f"pairs:{key.name}", value, conn.dialect, lambda v: _lookup(key, key, v))
+    return {
+        k: v if type(v) is bytes else bytes(v) for k, v in _rows_among(conn, look, keys)
+    }
 
 
 class LedgerTables:

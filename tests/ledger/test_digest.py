@@ -45,6 +45,17 @@ def test_add_many_over_several_groups_wraps_like_single_adds():
     b.add_many(elements[:1])
     b.add_many(elements[1:])
     assert a == b and a.digest() == b.digest()
+    # remove_many undoes exactly what single removes undo, across groups and wrap-around.
+    for e in elements[300:]:
+        a.remove(e)
+    b.remove_many(elements[300:])
+    assert a == b
+    b.remove_many([])
+    b.add_many([])
+    assert a == b
+    c = LtHash()
+    c.add_many(elements[:300])
+    assert c == b
 
 
 def test_known_digest_of_a_small_multiset():

@@ -345,3 +345,20 @@ def test_an_admission_check_that_raises_refuses_one_transaction_not_the_block(tm
         assert [row["id"] for row in n.ledger.read(owner, "t", [[]], owner)] == [1, 3]
     finally:
         n.stop()
+
+
+def test_stored_values_reads_exactly_the_stored_keys(harness):
+    """``stored_values`` (the state prefetch: precompiled IN of 100 binds, the last chunk padded)
+    on every backend: present keys with their exact bytes, absent ones left out."""
+    from tablechain.ledger.storage import insert_many, stored_values
+
+    kv = harness.ledger.t.kv
+    rows = [{"key": f"test/{i:04d}", "value": bytes([i % 256]) * (i % 7 + 1)} for i in range(250)]
+    with harness.ledger.engine.begin() as conn:
+        insert_many(conn, kv, rows)
+    wanted = [f"test/{i:04d}" for i in range(0, 300, 2)] + ["test/nope", "test/0001"]
+    with harness.ledger.engine.connect() as conn:
+        found = stored_values(conn, kv.c.key, kv.c.value, wanted)
+        assert stored_values(conn, kv.c.key, kv.c.value, []) == {}
+    expected = {r["key"]: r["value"] for r in rows if r["key"] in set(wanted)}
+    assert found == expected and all(type(v) is bytes for v in found.values())
