@@ -21,7 +21,7 @@ from sqlalchemy.engine import Connection
 
 from tablechain.crypto import canonical_json, parse_relayed
 from tablechain.ledger.digest import LtHash
-from tablechain.ledger.storage import LedgerTables, insert_many, stored_values
+from tablechain.ledger.storage import LedgerTables, insert_many, stored_values, update_values
 
 __all__ = ["StateOverlay", "TableDigest", "STATE_LTHASH_KEY"]
 
@@ -270,7 +270,7 @@ class StateOverlay:
         added: list[bytes] = []
         deletes: list[dict[str, Any]] = []
         inserts: list[dict[str, Any]] = []
-        updates: list[dict[str, Any]] = []
+        updates: list[tuple[str, bytes]] = []
         for key in sorted(self._dirty):
             old = self._original.get(key)
             new_value = self._cache[key]
@@ -286,7 +286,7 @@ class StateOverlay:
                 if old is None:
                     inserts.append({"key": key, "value": new})
                 else:
-                    updates.append({"k": key, "v": new})
+                    updates.append((key, new))
             self._original[key] = new
         root.remove_many(removed)
         root.add_many(added)
@@ -294,11 +294,7 @@ class StateOverlay:
         # One executemany per kind of change, in sorted key order (deterministic everywhere).
         if deletes:
             self.conn.execute(sa.delete(kv).where(kv.c.key == sa.bindparam("k")), deletes)
-        if updates:
-            self.conn.execute(
-                sa.update(kv).where(kv.c.key == sa.bindparam("k")).values(value=sa.bindparam("v")),
-                updates,
-            )
+        update_values(self.conn, kv, "key", "value", updates)
         if inserts:
             insert_many(self.conn, kv, inserts)
         self._dirty.clear()

@@ -119,10 +119,26 @@ def insert_many(conn: sa.Connection, table: sa.Table, rows: list[dict[str, Any]]
     which dominates the cost of large batches, is skipped. Values go through the same bind
     processors SQLAlchemy would apply.
     """
-    if not rows:
+    if rows:
+        _execute_many(conn, _compiled("insert", table, conn.dialect, sa.insert), rows)
+
+
+def update_values(
+    conn: sa.Connection, table: sa.Table, key: str, value: str, pairs: list[tuple[Any, Any]]
+) -> None:
+    """``UPDATE table SET value = v WHERE key = k`` for each ``(k, v)``, as ``insert_many``."""
+    if not pairs:
         return
-    ins = _compiled("insert", table, conn.dialect, sa.insert)
-    keys, procs = ins.keys, ins.processors
+
+    def build(t: sa.Table) -> Any:
+        return sa.update(t).where(t.c[key] == sa.bindparam("k")).values({value: sa.bindparam("v")})
+
+    upd = _compiled(f"update:{key}:{value}", table, conn.dialect, build)
+    _execute_many(conn, upd, [{"k": k, "v": v} for k, v in pairs])
+
+
+def _execute_many(conn: sa.Connection, stmt: _Compiled, rows: list[dict[str, Any]]) -> None:
+    keys, procs = stmt.keys, stmt.processors
     if any(procs):
         values = [
             [(p(row[k]) if p is not None else row[k]) for k, p in zip(keys, procs, strict=True)]
@@ -130,10 +146,10 @@ def insert_many(conn: sa.Connection, table: sa.Table, rows: list[dict[str, Any]]
         ]
     else:
         values = [[row[k] for k in keys] for row in rows]
-    if ins.positional:
-        conn.exec_driver_sql(ins.sql, [tuple(v) for v in values])
+    if stmt.positional:
+        conn.exec_driver_sql(stmt.sql, [tuple(v) for v in values])
     else:
-        conn.exec_driver_sql(ins.sql, [dict(zip(ins.names, v, strict=True)) for v in values])
+        conn.exec_driver_sql(stmt.sql, [dict(zip(stmt.names, v, strict=True)) for v in values])
 
 
 _LOOKUP_SIZE = 100  # binds per statement; the last chunk is padded with a repeated value
