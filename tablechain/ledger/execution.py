@@ -606,6 +606,11 @@ class TableExecutor:
         if (strict or st.strict_mode) and st.tx_check_hash != pointer:
             raise StrictModeMismatch(f"TxCheckHash {st.tx_check_hash} != {pointer}")
         new_meta = ctx.tables.rebuild_schema(meta, current, pointer, txenv.tx_hash)
+        # Grants are kept by NameInDB: they move with the rows to the new physical table.
+        old_prefix = f"grant/{meta.name_in_db}/"
+        for key, grant in ctx.state.scan(old_prefix):
+            ctx.state.set(grant_key(new_meta.name_in_db, key[len(old_prefix) :]), grant)
+            ctx.state.delete(key)
         return {"table": meta.name, "NameInDB": new_meta.name_in_db}
 
     # --- SQLStatement ------------------------------------------------------------------------

@@ -241,6 +241,40 @@ def test_schema_changes(harness):
     assert ids(h.read(a, a, "p", [[]])) == [1, 2]
 
 
+def test_grants_survive_schema_changes(harness):
+    """A schema change copies the rows into a new physical table (a new NameInDB): the grants
+    made on the table still hold afterwards, the user's own and everyone's."""
+    from tablechain.ledger.execution import table_grants
+
+    h = harness
+    a, bob, carol = h.account(), h.account(), h.account()
+    tls = {"TransactionType": "TableListSet", "Tables": [{"Table": {"TableName": "g"}}]}
+    assert h.create(a, "g", PEOPLE).success
+    assert h.run(a, {**tls, "OpType": 11, "User": "everyone",
+                     "Raw": [{"insert": True, "select": True}]}).success
+    assert h.run(a, {**tls, "OpType": 11, "User": bob.address,
+                     "Raw": [{"insert": False, "select": True}]}).success
+    before = h.ledger.table_info(a.address, "g")["name_in_db"]
+    for change in ({"OpType": 14, "Raw": [{"field": "city", "type": "varchar", "length": 10}]},
+                   {"OpType": 17, "Raw": [{"field": "name"}]},
+                   {"OpType": 16, "Raw": [{"field": "city", "type": "varchar", "length": 20}]},
+                   {"OpType": 18, "Raw": [{"field": "name"}]},
+                   {"OpType": 15, "Raw": [{"field": "city"}]}):
+        assert h.run(a, {**tls, **change}).success, change
+        info = h.ledger.table_info(a.address, "g")
+        assert info["name_in_db"] != before
+        with h.ledger.reader() as (state, _tables):
+            assert table_grants(state, before) == {}  # nothing left behind under the old name
+        before = info["name_in_db"]
+        assert info["grants"] == {"everyone": {"select": True, "insert": True, "update": False,
+                                       "delete": False},
+                          bob.address: {"select": True, "insert": False, "update": False,
+                                        "delete": False}}, change
+    assert h.statement(carol, 6, a, "g", [{"id": 1, "name": "c"}]).success
+    assert h.statement(bob, 6, a, "g", [{"id": 2, "name": "b"}]).result == "tefBAD_AUTH_NO"
+    assert ids(h.read(bob, a, "g", [[]])) == [1]
+
+
 def test_nonces_and_replay(harness):
     h = harness
     a = h.account()
