@@ -1,0 +1,152 @@
+"""Validators may keep their tables on different databases: the same blocks must give the same
+receipts and the same state root on SQLite, PostgreSQL and MariaDB, block by block."""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Iterator
+from contextlib import ExitStack
+from typing import Any
+
+import pytest
+
+from tablechain.crypto import address_to_text, generate_private_key
+from tablechain.ledger.chain import Genesis, Ledger
+from tablechain.ledger.transactions import parse_transaction, sign_transaction
+from tests.conftest import MARIADB_ADMIN_URL, PG_ADMIN_URL, _fresh_server_database
+
+FIELDS = [
+    {"field": "id", "type": "int", "PK": 1},
+    {"field": "name", "type": "varchar", "length": 20, "index": 1},
+    {"field": "amt", "type": "decimal", "length": 12, "accuracy": 3},
+    {"field": "f", "type": "float"},
+    {"field": "d", "type": "datetime"},
+    {"field": "dd", "type": "date"},
+    {"field": "b", "type": "blob", "length": 32},
+    {"field": "t", "type": "text"},
+    {"field": "c", "type": "char", "length": 4},
+    {"field": "n", "type": "int", "default": 5},
+]
+# Strings that backends are apt to compare or store differently: case, trailing and leading
+# space, combining marks, astral characters, LIKE's wildcards and escapes, quotes, controls.
+STRINGS = ["", "a", "A", "a ", " a", "é", "e\u0301", "日本", "😀", "a\nb", "Z" * 20, "abc%",
+           "a_b", "'", '"', "\\", "\t"]
+CONDITIONS = [
+    {}, {"name": "a"}, {"name": {"$like": "a%"}}, {"amt": {"$gt": "1"}},
+    {"d": {"$ge": "2000-01-01 00:00:00"}},
+    {"$or": [{"id": {"$lt": 5}}, {"name": {"$in": ["é", "日本"]}}]}, {"t": {"$regex": "^x+$"}},
+    {"b": {"$eq": "DEADBEEF"}}, {"name": {"$ne": "a "}}, {"c": "ab"}, {"name": {"$isnot": None}},
+    {"f": {"$le": "1.25"}}, {"name": {"$like": "%\\_%"}}, {"name": {"$nin": ["a", "A"]}},
+]
+
+
+@pytest.fixture
+def three_backends(tmp_path) -> Iterator[dict[str, str]]:
+    with ExitStack() as stack:
+        urls = {"sqlite": f"sqlite:///{tmp_path / 'x.db'}"}
+        for name, admin, label in (("postgres", PG_ADMIN_URL, "PostgreSQL"),
+                                   ("mariadb", MARIADB_ADMIN_URL, "MariaDB")):
+            gen = _fresh_server_database(admin, label)
+            urls[name] = next(gen)
+            stack.callback(lambda g=gen: next(g, None))
+        yield urls
+
+
+def _blocks(seed: int) -> list[list[dict[str, Any]]]:
+    rng = random.Random(seed)
+    keys = [generate_private_key() for _ in range(3)]
+    owner = address_to_text(keys[0].address())
+    seq = [0, 0, 0]
+
+    def tx(i: int, **fields: Any) -> dict[str, Any]:
+        seq[i] += 1
+        return sign_transaction({"NetworkID": 7, "Sequence": seq[i], **fields}, keys[i])
+
+    def table(name: str) -> list[dict[str, Any]]:
+        return [{"Table": {"TableName": name}}]
+
+    def row(i: int) -> dict[str, Any]:
+        r: dict[str, Any] = {"id": i}
+        for field, values, p in (
+            ("name", STRINGS, 0.8),
+            ("amt", ["0", "-0.001", "123456789.123", "1.5", "-999999999.999", "0.1"], 0.8),
+            ("f", ["1.25", "-3", "0.000001", "123456789012.123456"], 0.6),
+            ("d", ["2024-02-29 23:59:59", "1970-01-01 00:00:00", "9999-12-31 23:59:59",
+                   "0001-01-01 00:00:00"], 0.6),
+            ("dd", ["2024-02-29", "1000-01-01"], 0.6),
+            ("b", ["", "00", "ff" * 32, "DEADbeef"], 0.5),
+            ("t", [*STRINGS, "x" * 3000], 0.5),
+            ("c", ["", "ab", "abcd", "é"], 0.5),
+        ):
+            if rng.random() < p:
+                r[field] = rng.choice(values)
+        return r
+
+    def statement(op: int, raw: Any) -> dict[str, Any]:
+        return {"TransactionType": "SQLStatement", "OpType": op, "Owner": owner,
+                "Tables": table("t1"), "Raw": raw}
+
+    blocks = [[tx(0, TransactionType="TableListSet", OpType=1, Tables=table("t1"), Raw=FIELDS),
+               tx(0, TransactionType="TableListSet", OpType=11, Tables=table("t1"),
+                  User="everyone",
+                  Raw=[{"insert": True, "update": True, "delete": True, "select": True}])]]
+    next_id = 0
+    for height in range(20):
+        txs = []
+        for _ in range(rng.randrange(1, 12)):
+            who, pick = rng.randrange(3), rng.random()
+            if pick < 0.45:
+                rows = []
+                for _ in range(rng.randrange(1, 4)):
+                    next_id += 1
+                    rows.append(row(next_id if rng.random() < 0.9 else rng.randrange(1, next_id)))
+                txs.append(tx(who, **statement(6, rows)))
+            elif pick < 0.65:
+                values = {k: v for k, v in row(0).items() if k != "id"} or {"n": 7}
+                txs.append(tx(who, **statement(8, [values, rng.choice(CONDITIONS)])))
+            elif pick < 0.75:
+                txs.append(tx(who, **statement(9, [rng.choice(CONDITIONS[1:])])))
+            elif pick < 0.82:
+                txs.append(tx(who, **statement(10, [rng.choice(CONDITIONS)])))
+            elif pick < 0.9:
+                next_id += 2
+                txs.append(tx(who, TransactionType="SQLTransaction", Statements=[
+                    statement(6, [row(next_id - 1)]),
+                    statement(8, [{"n": rng.randrange(100)}, rng.choice(CONDITIONS)]),
+                    statement(6, [row(next_id if rng.random() < 0.7 else 1)])]))
+            elif pick < 0.95 and who == 0:
+                change = rng.choice([
+                    {"OpType": 14, "Raw": [{"field": f"x{height}", "type": "varchar",
+                                            "length": 10, "default": "q"}]},
+                    {"OpType": 16, "Raw": [{"field": "name", "type": "varchar",
+                                            "length": rng.choice([5, 20, 30])}]},
+                    {"OpType": 17, "Raw": [{"field": "amt"}]},
+                    {"OpType": 15, "Raw": [{"field": "t"}]}])
+                txs.append(tx(0, TransactionType="TableListSet", Tables=table("t1"), **change))
+            else:
+                txs.append(tx(who, TransactionType="TableListSet", OpType=1,
+                              Tables=table(f"s{height}_{who}"), Raw=FIELDS[:4]))
+        blocks.append(txs)
+    return blocks
+
+
+@pytest.mark.parametrize("seed", [1, 2])
+def test_the_same_blocks_give_the_same_roots_on_every_backend(three_backends, seed):
+    blocks = _blocks(seed)
+    seen: dict[str, list[tuple[str, list[str]]]] = {}
+    for backend, url in three_backends.items():
+        ledger = Ledger(url, Genesis(network_id=7))
+        try:
+            out = []
+            for height, txs in enumerate(blocks):
+                parsed = [parse_transaction(t, ledger.suite, 7) for t in txs]
+                block = ledger.execute(parsed, 10_000 + 1000 * height, "0x" + "11" * 20).commit()
+                out.append((block.header.state_root, [r.result for r in block.receipts]))
+            seen[backend] = out
+        finally:
+            ledger.close()
+    reference = seen["sqlite"]
+    assert sum(r == "tesSUCCESS" for _, results in reference for r in results) > 50
+    for backend in ("postgres", "mariadb"):
+        for height, (mine, theirs) in enumerate(zip(seen[backend], reference, strict=True)):
+            assert mine == theirs, f"{backend} differs from sqlite at height {height + 1}"
