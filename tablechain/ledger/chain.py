@@ -199,6 +199,8 @@ class Ledger:
         self.admission = admission
         self.t = LedgerTables()
         self._write_lock = threading.Lock()
+        # Built SQLAlchemy tables by NameInDB, shared by every block and reader (see TableEngine).
+        self._schemas: dict[str, Any] = {}
         self._head: BlockHeader | None = None
         self.t.create_all(self.engine)
         self._init_genesis()
@@ -264,7 +266,9 @@ class Ledger:
 
     def _context(self, conn: Connection, env: BlockEnvironment) -> ExecutionContext:
         state = StateOverlay(conn, self.t)
-        tables = TableEngine(conn, state, self.suite.hash, ddl_engine=self.engine)
+        tables = TableEngine(
+            conn, state, self.suite.hash, ddl_engine=self.engine, schemas=self._schemas
+        )
         return ExecutionContext(state, tables, env)
 
     def execute(
@@ -414,7 +418,7 @@ class Ledger:
         """A read-only view of committed state."""
         with self._reads.connect() as conn:
             state = StateOverlay(conn, self.t)
-            yield state, TableEngine(conn, state, self.suite.hash)
+            yield state, TableEngine(conn, state, self.suite.hash, schemas=self._schemas)
             conn.rollback()
 
     def account_sequence(self, account: str) -> int:

@@ -21,7 +21,13 @@ from sqlalchemy.engine import Connection
 
 from tablechain.crypto import canonical_json, parse_relayed
 from tablechain.ledger.digest import LtHash
-from tablechain.ledger.storage import LedgerTables, insert_many, stored_values, update_values
+from tablechain.ledger.storage import (
+    LedgerTables,
+    insert_many,
+    stored_value,
+    stored_values,
+    update_values,
+)
 
 __all__ = ["StateOverlay", "TableDigest", "STATE_LTHASH_KEY"]
 
@@ -72,10 +78,7 @@ class StateOverlay:
 
     def _load(self, key: str) -> Any:
         if key not in self._cache:
-            raw = self.conn.execute(
-                sa.select(self.t.kv.c.value).where(self.t.kv.c.key == key)
-            ).scalar_one_or_none()
-            self._remember(key, raw)
+            self._remember(key, stored_value(self.conn, self.t.kv.c.key, self.t.kv.c.value, key))
         return self._cache[key]
 
     def _remember(self, key: str, raw: bytes | None) -> None:

@@ -184,6 +184,25 @@ def existing(conn: sa.Connection, column: sa.Column[Any], values: Sequence[Any])
     return {row[0] for row in _rows_among(conn, look, values)}
 
 
+def stored_value(
+    conn: sa.Connection, key: sa.Column[Any], value: sa.Column[Any], wanted: str
+) -> bytes | None:
+    """The binary ``value`` of the row whose ``key`` is ``wanted`` (None if there is none),
+    through one statement compiled once (building a select per read cost more than the read)."""
+
+    def build(v: sa.Column[Any]) -> Any:
+        return sa.select(v).where(key == sa.bindparam("k", type_=key.type))
+
+    look = _compiled(f"get:{key.name}", value, conn.dialect, build)
+    proc = look.processors[0]
+    param = wanted if proc is None else proc(wanted)
+    row = conn.exec_driver_sql(look.sql, look.params([param])).first()
+    if row is None:
+        return None
+    found = row[0]
+    return found if type(found) is bytes else bytes(found)
+
+
 def stored_values(
     conn: sa.Connection, key: sa.Column[Any], value: sa.Column[Any], keys: Sequence[str]
 ) -> dict[str, bytes]:

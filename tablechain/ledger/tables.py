@@ -133,6 +133,7 @@ class TableEngine:
         state: StateOverlay,
         hasher: Callable[[bytes], bytes],
         ddl_engine: sa.engine.Engine | None = None,
+        schemas: dict[str, tuple[tuple[Any, ...], sa.Table, tuple[FieldDef, ...]]] | None = None,
     ) -> None:
         self.conn = conn
         self.state = state
@@ -142,7 +143,10 @@ class TableEngine:
         self.implicit_commit_ddl = conn.dialect.name == "mysql"
         self.ddl_engine = ddl_engine
         self.deferred_drops: list[sa.Table] = []
-        self._tables: dict[str, tuple[tuple[Any, ...], sa.Table, tuple[FieldDef, ...]]] = {}
+        # NameInDB -> (field definitions, SQLAlchemy table, parsed fields). A ledger shares one
+        # across its blocks and readers (``schemas``): building the table each block also cost
+        # recompiling its statements, which are cached per table object.
+        self._tables = {} if schemas is None else schemas
         # Batching: inserts are queued and written with one executemany per table before the
         # next read or other write (``flush_pending``). Ledger execution switches it on for runs
         # of plain inserts, and falls back to one-by-one if the batched write fails.
@@ -203,6 +207,8 @@ class TableEngine:
             fields = parse_fields(list(meta.raw_fields))
             table = build_table(sa.MetaData(), physical_table_name(meta.name_in_db), fields)
             cached = (meta.raw_fields, table, fields)
+            if len(self._tables) >= 4096:
+                self._tables.clear()
             self._tables[meta.name_in_db] = cached
         return cached[1], cached[2]
 

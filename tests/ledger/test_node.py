@@ -348,9 +348,10 @@ def test_an_admission_check_that_raises_refuses_one_transaction_not_the_block(tm
 
 
 def test_stored_values_reads_exactly_the_stored_keys(harness):
-    """``stored_values`` (the state prefetch: precompiled IN of 100 binds, the last chunk padded)
-    on every backend: present keys with their exact bytes, absent ones left out."""
-    from tablechain.ledger.storage import insert_many, stored_values
+    """``stored_value`` (one state key) and ``stored_values`` (the state prefetch: precompiled
+    IN of 100 binds, the last chunk padded) on every backend: present keys with their exact
+    bytes, absent ones left out."""
+    from tablechain.ledger.storage import insert_many, stored_value, stored_values
 
     kv = harness.ledger.t.kv
     rows = [{"key": f"test/{i:04d}", "value": bytes([i % 256]) * (i % 7 + 1)} for i in range(250)]
@@ -360,5 +361,8 @@ def test_stored_values_reads_exactly_the_stored_keys(harness):
     with harness.ledger.engine.connect() as conn:
         found = stored_values(conn, kv.c.key, kv.c.value, wanted)
         assert stored_values(conn, kv.c.key, kv.c.value, []) == {}
+        assert stored_value(conn, kv.c.key, kv.c.value, "test/0002") == rows[2]["value"]
+        assert stored_value(conn, kv.c.key, kv.c.value, "test/nope") is None
+        assert stored_value(conn, kv.c.key, kv.c.value, "TEST/0002") is None  # exact keys
     expected = {r["key"]: r["value"] for r in rows if r["key"] in set(wanted)}
     assert found == expected and all(type(v) is bytes for v in found.values())
