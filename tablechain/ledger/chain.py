@@ -363,13 +363,19 @@ class Ledger:
 
     def _store_block(self, conn: Connection, block: Block, certificate: Any) -> None:
         header = block.header
-        conn.execute(
-            sa.insert(self.t.blocks).values(
-                height=header.height,
-                hash=header.hash(self.suite),
-                header=canonical_json(header.to_json()).decode(),
-                certificate=None if certificate is None else canonical_json(certificate).decode(),
-            )
+        insert_many(
+            conn,
+            self.t.blocks,
+            [
+                {
+                    "height": header.height,
+                    "hash": header.hash(self.suite),
+                    "header": canonical_json(header.to_json()).decode(),
+                    "certificate": (
+                        None if certificate is None else canonical_json(certificate).decode()
+                    ),
+                }
+            ],
         )
         if block.transactions:
             insert_many(

@@ -27,6 +27,7 @@ from tablechain.ledger.storage import (
     stored_value,
     stored_values,
     update_values,
+    upsert_value,
 )
 
 __all__ = ["StateOverlay", "TableDigest", "STATE_LTHASH_KEY"]
@@ -139,9 +140,8 @@ class StateOverlay:
     def table_digest(self, name_in_db: str) -> TableDigest:
         if name_in_db not in self._digests:
             info = self.get(f"rows/{name_in_db}")
-            vector = self.conn.execute(
-                sa.select(self.t.digests.c.vector).where(self.t.digests.c.name_in_db == name_in_db)
-            ).scalar_one_or_none()
+            digests = self.t.digests
+            vector = stored_value(self.conn, digests.c.name_in_db, digests.c.vector, name_in_db)
             if info is None:
                 self._digests[name_in_db] = TableDigest(name_in_db, LtHash(), 0, 1)
             else:
@@ -306,18 +306,12 @@ class StateOverlay:
         return root.digest()
 
     def _root_vector(self) -> LtHash:
-        raw = self.conn.execute(
-            sa.select(self.t.meta.c.value).where(self.t.meta.c.key == STATE_LTHASH_KEY)
-        ).scalar_one_or_none()
-        return LtHash(raw)
+        meta = self.t.meta
+        return LtHash(stored_value(self.conn, meta.c.key, meta.c.value, STATE_LTHASH_KEY))
 
     def state_root(self) -> bytes:
         """The root as last flushed."""
         return self._root_vector().digest()
 
     def _upsert(self, table: sa.Table, key_col: str, key: str, val_col: str, value: bytes) -> None:
-        updated = self.conn.execute(
-            sa.update(table).where(table.c[key_col] == key).values({val_col: value})
-        ).rowcount
-        if not updated:
-            self.conn.execute(sa.insert(table).values({key_col: key, val_col: value}))
+        upsert_value(self.conn, table, key_col, val_col, key, value)

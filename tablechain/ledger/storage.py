@@ -127,17 +127,34 @@ def update_values(
     conn: sa.Connection, table: sa.Table, key: str, value: str, pairs: list[tuple[Any, Any]]
 ) -> None:
     """``UPDATE table SET value = v WHERE key = k`` for each ``(k, v)``, as ``insert_many``."""
-    if not pairs:
-        return
+    if pairs:
+        _execute_many(conn, _update(conn, table, key, value), [{"k": k, "v": v} for k, v in pairs])
 
+
+def upsert_value(
+    conn: sa.Connection, table: sa.Table, key: str, value: str, k: Any, v: Any
+) -> None:
+    """Set ``value`` of the row whose ``key`` is ``k`` to ``v``, inserting the row if there is
+    none (an UPDATE, then an INSERT if it touched no row; the block holds the write lock)."""
+    upd = _update(conn, table, key, value)
+    (params,) = _parameters(upd, [{"k": k, "v": v}])
+    if conn.exec_driver_sql(upd.sql, params).rowcount == 0:
+        insert_many(conn, table, [{key: k, value: v}])
+
+
+def _update(conn: sa.Connection, table: sa.Table, key: str, value: str) -> _Compiled:
     def build(t: sa.Table) -> Any:
         return sa.update(t).where(t.c[key] == sa.bindparam("k")).values({value: sa.bindparam("v")})
 
-    upd = _compiled(f"update:{key}:{value}", table, conn.dialect, build)
-    _execute_many(conn, upd, [{"k": k, "v": v} for k, v in pairs])
+    return _compiled(f"update:{key}:{value}", table, conn.dialect, build)
 
 
 def _execute_many(conn: sa.Connection, stmt: _Compiled, rows: list[dict[str, Any]]) -> None:
+    conn.exec_driver_sql(stmt.sql, _parameters(stmt, rows))
+
+
+def _parameters(stmt: _Compiled, rows: list[dict[str, Any]]) -> list[Any]:
+    """Each row's parameters as the driver takes them for ``stmt`` (bind processors applied)."""
     keys, procs = stmt.keys, stmt.processors
     if any(procs):
         values = [
@@ -147,9 +164,8 @@ def _execute_many(conn: sa.Connection, stmt: _Compiled, rows: list[dict[str, Any
     else:
         values = [[row[k] for k in keys] for row in rows]
     if stmt.positional:
-        conn.exec_driver_sql(stmt.sql, [tuple(v) for v in values])
-    else:
-        conn.exec_driver_sql(stmt.sql, [dict(zip(stmt.names, v, strict=True)) for v in values])
+        return [tuple(v) for v in values]
+    return [dict(zip(stmt.names, v, strict=True)) for v in values]
 
 
 _LOOKUP_SIZE = 100  # binds per statement; the last chunk is padded with a repeated value
