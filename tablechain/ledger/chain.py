@@ -125,6 +125,7 @@ class PendingBlock:
         txs: tuple[SignedTransaction, ...],
         receipts: tuple[Receipt, ...],
         tables: TableEngine,
+        skipped: tuple[SignedTransaction, ...] = (),
     ) -> None:
         self.ledger = ledger
         self.header = header
@@ -133,7 +134,7 @@ class PendingBlock:
         self._txn = txn
         self._tables = tables
         self.done = False
-        self.skipped: tuple[SignedTransaction, ...] = ()  # see Ledger.execute
+        self.skipped = skipped  # see Ledger.execute
 
     @property
     def hash(self) -> str:
@@ -300,12 +301,8 @@ class Ledger:
         except BaseException:
             self._write_lock.release()
             raise
-        skipped: list[SignedTransaction] = []
         try:
-            if skip_committed:
-                txs, skipped = self._fresh_part(conn, txs)
-            else:
-                self._check_fresh(conn, txs)
+            txs, skipped = self._fresh_part(conn, txs, refuse=not skip_committed)
             ctx = self._context(conn, env)
             receipts = apply_transactions(ctx, txs, self.registry, self.admission)
             root = ctx.state.flush()
@@ -324,9 +321,9 @@ class Ledger:
             conn.close()
             self._write_lock.release()
             raise
-        pending = PendingBlock(self, conn, txn, header, tuple(txs), tuple(receipts), ctx.tables)
-        pending.skipped = tuple(skipped)
-        return pending
+        return PendingBlock(
+            self, conn, txn, header, tuple(txs), tuple(receipts), ctx.tables, tuple(skipped)
+        )
 
     def _committed_among(self, conn: Connection, hashes: Sequence[str]) -> set[str]:
         return existing(conn, self.t.txs.c.hash, hashes)
@@ -336,19 +333,12 @@ class Ledger:
         with self._reads.connect() as conn:
             return self._committed_among(conn, hashes)
 
-    def _check_fresh(self, conn: Connection, txs: Sequence[SignedTransaction]) -> None:
-        """A block may not carry a transaction twice, nor one already committed."""
-        hashes = [tx.hash_hex for tx in txs]
-        if len(set(hashes)) != len(hashes):
-            raise ChainMismatch("the block carries a transaction twice")
-        seen = self._committed_among(conn, hashes)
-        if seen:
-            raise ChainMismatch(f"transaction {min(seen)} is already in a committed block")
-
     def _fresh_part(
-        self, conn: Connection, txs: Sequence[SignedTransaction]
+        self, conn: Connection, txs: Sequence[SignedTransaction], refuse: bool
     ) -> tuple[list[SignedTransaction], list[SignedTransaction]]:
-        """``txs`` without those already committed or repeated: (kept, left out)."""
+        """A block may not carry a transaction twice, nor one already committed: with
+        ``refuse`` such a block is a ``ChainMismatch``; without, ``txs`` split into (kept, left
+        out)."""
         committed = self._committed_among(conn, [tx.hash_hex for tx in txs])
         kept: list[SignedTransaction] = []
         left: list[SignedTransaction] = []
@@ -359,6 +349,10 @@ class Ledger:
             else:
                 seen.add(tx.hash)
                 kept.append(tx)
+        if left and refuse:
+            if len(seen) + len(committed) < len(txs):
+                raise ChainMismatch("the block carries a transaction twice")
+            raise ChainMismatch(f"transaction {min(committed)} is already in a committed block")
         return kept, left
 
     def _store_block(self, conn: Connection, block: Block, certificate: Any) -> None:

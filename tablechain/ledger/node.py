@@ -19,7 +19,7 @@ from typing import Any, NamedTuple
 from tablechain.crypto import PrivateKey, address_to_text, parse_json
 from tablechain.errors import TablechainError
 from tablechain.ledger.blocks import Block
-from tablechain.ledger.chain import Genesis, Ledger
+from tablechain.ledger.chain import Genesis, Ledger, PendingBlock
 from tablechain.ledger.errors import BadNonce, LedgerError, TooLarge
 from tablechain.ledger.execution import AdmissionHook, ExecutorRegistry
 from tablechain.ledger.mempool import Mempool
@@ -220,16 +220,27 @@ class Node:
         txs = self.mempool.take(self.max_block_txs)
         if not txs:
             return None
-        pending = self.ledger.execute(txs, self._clock(), self.address, skip_committed=True)
-        if pending.skipped:
-            self.mempool.remove(list(pending.skipped))
-        if not pending.block.transactions:  # never an empty block
-            pending.abort()
+        pending = self.execute_proposal(txs, self._clock())
+        if pending is None:
             return None
         block = pending.commit()
-        self.mempool.remove(txs)
+        self.mempool.remove(list(block.transactions))
         self.notify_committed(block)
         return block
+
+    def execute_proposal(
+        self, txs: list[SignedTransaction], timestamp_ms: int
+    ) -> PendingBlock | None:
+        """Execute a block this node proposes from its pool's ``txs``. Any already committed
+        (see ``Ledger.execute``) is left out and leaves the pool; None when nothing is left
+        (never an empty block)."""
+        pending = self.ledger.execute(txs, timestamp_ms, self.address, skip_committed=True)
+        if pending.skipped:
+            self.mempool.remove(list(pending.skipped))
+        if not pending.block.transactions:
+            pending.abort()
+            return None
+        return pending
 
     def _run(self) -> None:
         while not self._stop.is_set():

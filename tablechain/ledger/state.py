@@ -266,7 +266,9 @@ class StateOverlay:
                 f"rows/{name}",
                 {"digest": d.vector.digest().hex(), "rows": d.rows, "next_rowid": d.next_rowid},
             )
-            self._upsert(self.t.digests, "name_in_db", name, "vector", d.vector.to_bytes())
+            upsert_value(
+                self.conn, self.t.digests, "name_in_db", "vector", name, d.vector.to_bytes()
+            )
         self._dirty_digests.clear()
         root = self._root_vector()
         removed: list[bytes] = []
@@ -302,7 +304,7 @@ class StateOverlay:
             insert_many(self.conn, kv, inserts)
         self._dirty.clear()
         self._journal.clear()
-        self._upsert(self.t.meta, "key", STATE_LTHASH_KEY, "value", root.to_bytes())
+        upsert_value(self.conn, self.t.meta, "key", "value", STATE_LTHASH_KEY, root.to_bytes())
         return root.digest()
 
     def _root_vector(self) -> LtHash:
@@ -312,6 +314,3 @@ class StateOverlay:
     def state_root(self) -> bytes:
         """The root as last flushed."""
         return self._root_vector().digest()
-
-    def _upsert(self, table: sa.Table, key_col: str, key: str, val_col: str, value: bytes) -> None:
-        upsert_value(self.conn, table, key_col, val_col, key, value)

@@ -241,18 +241,13 @@ class LedgerApplication:
         txs = self.node.mempool.take(self.node.max_block_txs)
         self._abort_pending()
         try:
-            pending = self.ledger.execute(
-                txs, self.clock(), self.node.address, skip_committed=True
-            )
+            pending = self.node.execute_proposal(txs, self.clock())
         except Exception:  # no proposal this time (the round moves on to another proposer)
             log.exception("executing a proposal at height %s failed", height)
             return None
-        if pending.skipped:
-            self.node.mempool.remove(list(pending.skipped))
-            txs = list(pending.block.transactions)
-            if not txs:  # never an empty block
-                pending.abort()
-                return None
+        if pending is None:
+            return None
+        txs = list(pending.block.transactions)
         block_hash = bytes.fromhex(pending.hash)
         data = encode_block(pending.header, txs)
         self._pending = (block_hash, pending, data)

@@ -82,3 +82,11 @@ def sqlite_harness(tmp_path):
     h = Harness(f"sqlite:///{tmp_path / 'node.db'}")
     yield h
     h.ledger.close()
+
+
+def force_into_pool(pool, tx) -> None:  # type: ignore[no-untyped-def]
+    """Put a transaction in a mempool past its checks, as a resubmission racing the commit of
+    the block that carries it could (its Sequence kept, admission having refused it there)."""
+    with pool._lock:
+        pool._add_locked(tx, {tx.account: tx.sequence - 1})
+    pool.arrived.set()

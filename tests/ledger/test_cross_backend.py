@@ -4,7 +4,7 @@ receipts and the same state root on SQLite, PostgreSQL and MariaDB, block by blo
 from __future__ import annotations
 
 import random
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import ExitStack
 from typing import Any
 
@@ -136,23 +136,15 @@ def test_the_same_blocks_give_the_same_roots_on_every_backend(three_backends, se
     """...and each backend's chain replays (``rebuild``: every block re-executed and checked
     against its stored header, as catch-up does) into a fresh SQLite database."""
     blocks = _blocks(seed)
-    seen: dict[str, list[tuple[str, list[str]]]] = {}
     rows: dict[str, Any] = {}
-    for backend, url in three_backends.items():
-        ledger = Ledger(url, Genesis(network_id=7))
-        try:
-            out = []
-            for height, txs in enumerate(blocks):
-                parsed = [parse_transaction(t, ledger.suite, 7) for t in txs]
-                block = ledger.execute(parsed, 10_000 + 1000 * height, "0x" + "11" * 20).commit()
-                out.append((block.header.state_root, [r.result for r in block.receipts]))
-            seen[backend] = out
-            rows[backend] = _all_rows(ledger)
-            replayed = rebuild(ledger, f"sqlite:///{tmp_path / f'{backend}-replayed.db'}")
-            assert replayed.head == ledger.head
-            replayed.close()
-        finally:
-            ledger.close()
+
+    def look(backend: str, ledger: Ledger) -> None:
+        rows[backend] = _all_rows(ledger)
+        replayed = rebuild(ledger, f"sqlite:///{tmp_path / f'{backend}-replayed.db'}")
+        assert replayed.head == ledger.head
+        replayed.close()
+
+    seen = _run_everywhere(three_backends, blocks, look)
     reference = seen["sqlite"]
     assert sum(len(table_rows) for table_rows in rows["sqlite"].values()) > 20
     assert sum(r == "tesSUCCESS" for _, results in reference for r in results) > 50
@@ -161,6 +153,30 @@ def test_the_same_blocks_give_the_same_roots_on_every_backend(three_backends, se
             assert mine == theirs, f"{backend} differs from sqlite at height {height + 1}"
         # The root covers the rows as execution saw them; the databases must hold the same.
         assert rows[backend] == rows["sqlite"], backend
+
+
+def _run_everywhere(
+    urls: dict[str, str],
+    blocks: list[list[dict[str, Any]]],
+    look: Callable[[str, Ledger], None] | None = None,
+) -> dict[str, list[tuple[str, list[str]]]]:
+    """Execute and commit ``blocks`` (fixed timestamps) on a fresh ledger per backend: per
+    backend, each block's (state root, receipt results). ``look`` sees each ledger at the end."""
+    seen = {}
+    for backend, url in urls.items():
+        ledger = Ledger(url, Genesis(network_id=7))
+        try:
+            out = []
+            for height, txs in enumerate(blocks):
+                parsed = [parse_transaction(t, ledger.suite, 7) for t in txs]
+                block = ledger.execute(parsed, 10_000 + 1000 * height, "0x" + "11" * 20).commit()
+                out.append((block.header.state_root, [r.result for r in block.receipts]))
+            seen[backend] = out
+            if look is not None:
+                look(backend, ledger)
+        finally:
+            ledger.close()
+    return seen
 
 
 def _all_rows(ledger: Ledger) -> dict[str, list[dict[str, Any]]]:
@@ -281,18 +297,7 @@ def test_mutated_transactions_execute_alike_everywhere_and_never_break_a_block(t
             sequences[who] += 1
             txs.append(signed)
         blocks.append(txs)
-    seen = {}
-    for backend, url in three_backends.items():
-        ledger = Ledger(url, Genesis(network_id=7))
-        try:
-            out = []
-            for height, txs in enumerate(blocks):
-                parsed = [parse_transaction(t, ledger.suite, 7) for t in txs]
-                block = ledger.execute(parsed, 10_000 + 1000 * height, "0x" + "11" * 20).commit()
-                out.append((block.header.state_root, [r.result for r in block.receipts]))
-            seen[backend] = out
-        finally:
-            ledger.close()
+    seen = _run_everywhere(three_backends, blocks)
     results = [r for _, rs in seen["sqlite"] for r in rs]
     assert "tefEXCEPTION" not in results
     assert results.count("tesSUCCESS") > 25 and len(set(results)) > 5

@@ -11,6 +11,7 @@ from tablechain.errors import TablechainError
 from tablechain.ledger.chain import Genesis
 from tablechain.ledger.node import Node, NodeConfig
 from tablechain.ledger.transactions import MAX_TX_BYTES, sign_transaction
+from tests.ledger.conftest import force_into_pool
 
 FIELDS = [{"field": "id", "type": "int", "PK": 1}, {"field": "name", "type": "varchar", "length": 32}]
 
@@ -271,12 +272,10 @@ def test_block_production_survives_a_committed_transaction_left_in_the_pool(node
     key = generate_private_key()
     good = node.submit(create(key))
     node.produce_block()
-    with node.mempool._lock:
-        node.mempool._add_locked(good, {good.account: good.sequence - 1})
+    force_into_pool(node.mempool, good)
     assert node.produce_block() is None  # no empty block
     assert len(node.mempool) == 0
-    with node.mempool._lock:
-        node.mempool._add_locked(good, {good.account: good.sequence - 1})
+    force_into_pool(node.mempool, good)
     node.submit(insert(key, 2, 1))
     block = node.produce_block()
     assert [tx.sequence for tx in block.transactions] == [2] and block.receipts[0].success

@@ -12,6 +12,7 @@ from tablechain.ledger.consensus import ConsensusConfig
 from tablechain.ledger.node import NodeConfig
 from tablechain.ledger.transactions import sign_transaction
 from tablechain.ledger.validator import LocalHub, ValidatorNode
+from tests.ledger.conftest import force_into_pool
 
 FIELDS = [{"field": "id", "type": "int", "PK": 1}, {"field": "who", "type": "varchar", "length": 42}]
 FAST = ConsensusConfig(timeout_propose_ms=400, timeout_prevote_ms=200, timeout_precommit_ms=200,
@@ -213,14 +214,6 @@ def test_malformed_gossip_is_dropped_and_good_gossip_admitted(lone):
     assert len(node.mempool) == 1
 
 
-def _force_into_pool(pool, tx) -> None:
-    """Put a transaction in the pool past its checks, as a resubmission racing the commit of the
-    block that carries it could (its Sequence kept, admission having refused it there)."""
-    with pool._lock:
-        pool._add_locked(tx, {tx.account: tx.sequence - 1})
-    pool.arrived.set()
-
-
 def _propose(node):
     """The application's proposal once the block-cutting wait is over (None if it has none)."""
     time.sleep(node.max_block_wait_ms / 1000 + 0.01)
@@ -236,12 +229,12 @@ def test_a_proposer_leaves_out_a_committed_transaction_its_pool_still_holds(lone
     assert proposed is not None
     node.app.commit_block(node.ledger.height + 1, proposed.block, _qc_stub())
     assert node.ledger.committed_among([create.hash_hex]) == {create.hash_hex}
-    _force_into_pool(node.mempool, create)
+    force_into_pool(node.mempool, create)
     # Alone, it yields no block (never an empty one) and leaves the pool.
     assert _propose(node) is None
     assert len(node.mempool) == 0
     # Beside a fresh one, the block carries the fresh one only.
-    _force_into_pool(node.mempool, create)
+    force_into_pool(node.mempool, create)
     insert = node.submit(tx(signer, 2, TransactionType="SQLStatement", OpType=6,
                             Owner=address_to_text(signer.address()),
                             Tables=[{"Table": {"TableName": "t"}}], Raw=[{"id": 1}]))
