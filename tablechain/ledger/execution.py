@@ -198,6 +198,8 @@ MAX_RECEIPT_MESSAGE = 1000  # characters
 def receipt_message(message: str) -> str:
     """``message`` bounded to ``MAX_RECEIPT_MESSAGE`` characters (deterministically, as a
     receipt is part of the block's receipts root) and encodable as UTF-8."""
+    if len(message) <= MAX_RECEIPT_MESSAGE and message.isascii():
+        return message  # the common case (every success): nothing to cut or escape
     if len(message) > MAX_RECEIPT_MESSAGE:
         message = f"{message[:MAX_RECEIPT_MESSAGE]}... ({len(message)} characters in all)"
     return message.encode("utf-8", "backslashreplace").decode("utf-8")
