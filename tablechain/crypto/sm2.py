@@ -24,6 +24,7 @@ This code is not constant-time (Python integers never are); neither is gmssl.
 
 from __future__ import annotations
 
+import hmac
 import secrets
 from functools import lru_cache
 
@@ -41,6 +42,7 @@ __all__ = [
     "signature_to_raw",
     "signature_from_raw",
     "z_value",
+    "SM2_CIPHERTEXT_OVERHEAD",
 ]
 
 # Curve sm2p256v1 (GB/T 32918.5-2017); a = p - 3. Field arithmetic runs on gmpy2 integers
@@ -253,7 +255,33 @@ def _base_mul(k: int) -> _Affine:
     return pt
 
 
-# --- encodings -------------------------------------------------------------------------------
+def _point_mul(k: int, odd: tuple[_Affine, ...]) -> _Affine:
+    pt = _to_affine(_mul_with_table(k, odd))
+    if pt is None:
+        raise CryptoError("SM2 scalar multiple is the point at infinity")
+    return pt
+
+
+# --- public-key encryption (GB/T 32918.4-2016) -------------------------------------------------
+
+SM2_CIPHERTEXT_OVERHEAD = 65 + 32
+"""Bytes an SM2 ciphertext adds to its plaintext: C1 (``04 || X || Y``) and C3 (SM3)."""
+
+
+def _kdf(z: bytes, length: int) -> bytes:
+    """The SM3 key derivation function of GB/T 32918.4 section 5.4.3."""
+    out = bytearray()
+    counter = 1
+    while len(out) < length:
+        out += sm3(z + counter.to_bytes(4, "big"))
+        counter += 1
+    return bytes(out[:length])
+
+
+def _xor(a: bytes, b: bytes) -> bytes:
+    return (int.from_bytes(a, "big") ^ int.from_bytes(b, "big")).to_bytes(len(a), "big")
+
+
 
 
 def _der_int(value: int) -> bytes:
@@ -403,13 +431,36 @@ class Sm2PublicKey(PublicKey):
         t = (r + s) % _N
         if t == 0:
             return False
-        if self._odd is None:
-            self._odd = _odd_multiples((mpz(self._x), mpz(self._y)))
-        acc = _add_base_multiple(_mul_with_table(t, self._odd), s)
+        acc = _add_base_multiple(_mul_with_table(t, self._odd_table()), s)
         pt = _to_affine(acc)
         if pt is None:
             return False
         return (e + pt[0]) % _N == r
+
+    def _odd_table(self) -> tuple[_Affine, ...]:
+        if self._odd is None:
+            self._odd = _odd_multiples((mpz(self._x), mpz(self._y)))
+        return self._odd
+
+    def encrypt(self, plaintext: bytes) -> bytes:
+        """SM2 encryption (GB/T 32918.4 section 6.1) to this key: ``C1 || C3 || C2``.
+
+        C1 = kG as ``04 || X || Y``, C3 = SM3(x2 || M || y2), C2 = M xor KDF(x2 || y2), with
+        k from :mod:`secrets` (gmssl draws it from ``random``). The order C1C3C2 is the 2016
+        standard's (gmssl's ``mode=1``); OpenSSL wraps the same parts in ASN.1.
+        """
+        if not plaintext:
+            raise CryptoError("SM2 encryption needs a non-empty message")
+        while True:
+            k = secrets.randbelow(_N - 1) + 1
+            c1x, c1y = _base_mul(k)
+            x2, y2 = _point_mul(k, self._odd_table())
+            xb, yb = int(x2).to_bytes(32, "big"), int(y2).to_bytes(32, "big")
+            t = _kdf(xb + yb, len(plaintext))
+            if any(t):  # an all-zero key stream: draw another k (section 6.1 A5)
+                break
+        c1 = b"\x04" + int(c1x).to_bytes(32, "big") + int(c1y).to_bytes(32, "big")
+        return c1 + sm3(xb + plaintext + yb) + _xor(plaintext, t)
 
 
 class Sm2PrivateKey(PrivateKey):
@@ -461,3 +512,20 @@ class Sm2PrivateKey(PrivateKey):
         if s == 0:
             return None
         return r, s
+
+    def decrypt(self, ciphertext: bytes) -> bytes:
+        """The plaintext of an SM2 ciphertext ``C1 || C3 || C2`` to this key (section 7.1);
+        ``CryptoError`` when C1 is not a curve point or the SM3 check value C3 differs."""
+        if len(ciphertext) <= SM2_CIPHERTEXT_OVERHEAD or ciphertext[0] != 4:
+            raise CryptoError("an SM2 ciphertext is 04 || X || Y || C3 (32) || C2")
+        c1 = Sm2PublicKey.from_bytes(ciphertext[:65])  # checks the point is on the curve
+        c3, c2 = ciphertext[65:97], ciphertext[97:]
+        x2, y2 = _point_mul(self._d, _odd_multiples((mpz(c1._x), mpz(c1._y))))
+        xb, yb = int(x2).to_bytes(32, "big"), int(y2).to_bytes(32, "big")
+        t = _kdf(xb + yb, len(c2))
+        if not any(t):
+            raise CryptoError("SM2 ciphertext gives an all-zero key stream")
+        plaintext = _xor(c2, t)
+        if not hmac.compare_digest(sm3(xb + plaintext + yb), c3):
+            raise CryptoError("SM2 ciphertext does not decrypt with this key (C3 differs)")
+        return plaintext

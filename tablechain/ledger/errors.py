@@ -21,6 +21,7 @@ __all__ = [
     "BadField",
     "BadNonce",
     "BadSignature",
+    "ConfidentialTable",
     "InvalidTransaction",
     "LedgerError",
     "PermissionDenied",
@@ -95,6 +96,13 @@ class TableExists(LedgerError):
     """A table of that name already exists for that owner."""
 
     code = "tefTABLE_EXISTANDNOTDEL"
+
+
+class ConfidentialTable(LedgerError):
+    """The operation needs what validators of a confidential table never see (its rows in
+    clear, its key), or a grant on one lacks the grantee's Token."""
+
+    code = "tefTABLE_CONFIDENTIAL"
 
 
 class PermissionDenied(LedgerError):

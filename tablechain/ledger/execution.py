@@ -9,7 +9,9 @@ account's sequence.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -24,6 +26,7 @@ from tablechain.ledger.errors import (
     BadField,
     BadNonce,
     BadRule,
+    ConfidentialTable,
     FutureNonce,
     InvalidTransaction,
     LedgerError,
@@ -38,7 +41,13 @@ from tablechain.ledger.query import Condition, conjoin, match_row, parse_conditi
 from tablechain.ledger.rules import OperationRule, parse_rule
 from tablechain.ledger.schema import FieldDef, parse_fields
 from tablechain.ledger.state import StateOverlay
-from tablechain.ledger.tables import RowConflict, TableEngine, TableMeta, table_key
+from tablechain.ledger.tables import (
+    CONFIDENTIAL_FIELDS,
+    RowConflict,
+    TableEngine,
+    TableMeta,
+    table_key,
+)
 from tablechain.ledger.transactions import (
     EVERYONE,
     SignedTransaction,
@@ -497,18 +506,7 @@ class TableExecutor:
             if ctx.tables.find(meta.owner, new_name) is not None:
                 raise TableExists(f"table {new_name!r} already exists")
             ctx.state.delete(table_key(meta.owner, meta.name))
-            ctx.tables.save(
-                TableMeta(
-                    meta.owner,
-                    new_name,
-                    meta.name_in_db,
-                    meta.raw_fields,
-                    meta.rule,
-                    meta.token,
-                    meta.strict_pointer,
-                    meta.created_height,
-                )
-            )
+            ctx.tables.save(dataclasses.replace(meta, name=new_name))
             return {"table": new_name, "NameInDB": meta.name_in_db}
         if op == 11:
             meta = self._owned(ctx, st, txenv, "grant on")
@@ -516,7 +514,15 @@ class TableExecutor:
             if user == meta.owner:
                 raise InvalidTransaction("the owner already holds every permission")
             key = grant_key(meta.name_in_db, user)
-            ctx.state.set(key, merge_grant(ctx.state.get(key), st.raw))
+            previous = ctx.state.get(key)
+            grant: dict[str, Any] = dict(merge_grant(previous, st.raw))
+            if meta.confidential:
+                token = _confidential_grant_token(st, user, grant, previous)
+                if token is not None:
+                    grant["token"] = token
+            elif st.token is not None:
+                raise BadField("a grant carries Token only on a confidential table")
+            ctx.state.set(key, grant)
             return {"table": meta.name, "user": user}
         if op in (14, 15, 16, 17, 18):
             return self._alter(ctx, st, txenv, strict)
@@ -535,10 +541,10 @@ class TableExecutor:
             raise InvalidTransaction("a table is created by its owner: Owner must equal Account")
         if st.table.name_in_db is not None:
             raise InvalidTransaction("NameInDB is assigned by the chain on create")
-        if st.token is not None:
-            raise InvalidTransaction("confidential tables (Token) are not supported yet")
         if ctx.tables.find(owner, st.table.name) is not None:
             raise TableExists(f"table {st.table.name!r} already exists")
+        if st.token is not None:
+            return self._create_confidential(ctx, st, txenv, strict, owner)
         if not isinstance(st.raw, list):
             raise BadField("a create's Raw is the list of field definitions")
         fields = parse_fields(st.raw)
@@ -563,10 +569,53 @@ class TableExecutor:
         ctx.tables.create_physical(meta)
         return {"table": st.table.name, "NameInDB": name_in_db}
 
+    def _create_confidential(
+        self,
+        ctx: ExecutionContext,
+        st: TableListSet,
+        txenv: TxEnvironment,
+        strict: bool,
+        owner: str,
+    ) -> dict[str, Any]:
+        """A confidential table: ``Token`` is its key wrapped to the owner, ``Raw`` its field
+        definitions sealed with that key (both opaque here); the rows go into
+        ``CONFIDENTIAL_FIELDS`` records."""
+        token = _sealed_hex(st.token, "Token", MAX_TOKEN_BYTES)
+        sealed = _sealed_hex(st.raw, "the Raw of a confidential create (sealed fields)")
+        if st.operation_rule is not None:
+            raise ConfidentialTable(
+                "a confidential table cannot carry an OperationRule: validators cannot read "
+                "its rows"
+            )
+        name_in_db = ctx.env.suite.hash(
+            canonical_json([owner, st.table.name, txenv.tx_hash])
+        ).hex()[:40]
+        pointer = ctx.env.suite.hash(canonical_json(st.raw)).hex()
+        if (strict or st.strict_mode) and st.tx_check_hash != pointer:
+            raise StrictModeMismatch(f"TxCheckHash {st.tx_check_hash} != {pointer}")
+        meta = TableMeta(
+            owner,
+            st.table.name,
+            name_in_db,
+            CONFIDENTIAL_FIELDS,
+            None,
+            token,
+            pointer,
+            ctx.env.height,
+            sealed,
+        )
+        ctx.tables.save(meta)
+        ctx.tables.create_physical(meta)
+        return {"table": st.table.name, "NameInDB": name_in_db, "confidential": True}
+
     def _alter(
         self, ctx: ExecutionContext, st: TableListSet, txenv: TxEnvironment, strict: bool
     ) -> dict[str, Any]:
         meta = self._owned(ctx, st, txenv, "alter")
+        if meta.confidential:
+            raise ConfidentialTable(
+                "the fields of a confidential table are sealed: they cannot be altered"
+            )
         if not isinstance(st.raw, list) or not st.raw:
             raise BadField("Raw lists the fields to change")
         current = [dict(f) for f in meta.raw_fields]
@@ -624,6 +673,11 @@ class TableExecutor:
         _, fields = ctx.tables.physical(meta)
         rule = ctx.tables.rule(meta, fields)
         action = {6: "insert", 8: "update", 9: "delete", 10: "select"}[st.op_type]
+        if meta.confidential and st.op_type != 6:
+            raise ConfidentialTable(
+                f"table {meta.name!r} is confidential: validators hold only ciphertext of its "
+                "rows, so they cannot evaluate updates, deletes or asserts"
+            )
         require(ctx.state, meta.owner, meta.name_in_db, meta.name, txenv.signer, action)
         pointer = _next_pointer(ctx, meta.strict_pointer, st.raw)
         if (strict or st.strict_mode) and st.tx_check_hash != pointer:
@@ -631,7 +685,9 @@ class TableExecutor:
                 f"TxCheckHash does not match table {meta.name!r}'s strict-mode pointer: "
                 "the writer's view of the table is stale"
             )
-        if st.op_type == 6:
+        if st.op_type == 6 and meta.confidential:
+            details = self._insert_sealed(ctx, meta, fields, st, txenv)
+        elif st.op_type == 6:
             details = self._insert(ctx, meta, fields, rule, st, txenv)
         elif st.op_type == 8:
             details = self._update(ctx, meta, fields, rule, st, txenv)
@@ -688,6 +744,27 @@ class TableExecutor:
                 )
         ids = ctx.tables.insert_rows(meta, rows)
         return {"affected": len(ids)}
+
+    def _insert_sealed(
+        self,
+        ctx: ExecutionContext,
+        meta: TableMeta,
+        fields: Sequence[FieldDef],
+        st: SQLStatement,
+        txenv: TxEnvironment,
+    ) -> dict:
+        """An insert into a confidential table: ``Raw`` is the batch of rows sealed by the
+        client, kept as one record with its inserter and transaction."""
+        if st.auto_fill_field is not None:
+            raise ConfidentialTable("AutoFillField cannot fill a sealed row")
+        record = {
+            "tx_hash": txenv.tx_hash,
+            "account": txenv.signer,
+            "sealed": _sealed_hex(st.raw, "the Raw of a confidential insert (sealed rows)"),
+        }
+        row = ctx.tables.complete_row(fields, record, ctx.tables.next_rowid(meta))
+        ctx.tables.insert_rows(meta, [row])
+        return {"affected": 1}
 
     def _update(
         self,
@@ -752,6 +829,45 @@ class TableExecutor:
         if ctx.tables.count_rows(meta, condition) == 0:
             raise AssertFailed(f"no row of {meta.name!r} satisfies the asserted condition")
         return {}
+
+
+# --- confidential tables -------------------------------------------------------------------
+
+MAX_TOKEN_BYTES = 1024  # a wrapped key is 77 to 130 bytes (tablechain.crypto.envelope)
+MAX_SEALED_BYTES = 65535  # what the record's blob column holds
+_HEX_TEXT = re.compile(r"(?:[0-9a-f]{2})+")
+
+
+def _sealed_hex(value: Any, what: str, limit: int = MAX_SEALED_BYTES) -> str:
+    """A client's ciphertext as carried in a transaction: non-empty lowercase hex."""
+    if not isinstance(value, str) or _HEX_TEXT.fullmatch(value) is None:
+        raise BadField(f"{what} is a non-empty lowercase hex string (ciphertext)")
+    if len(value) > 2 * limit:
+        raise TooLarge(f"{what} holds {len(value) // 2} bytes; the limit is {limit}")
+    return value
+
+
+def _confidential_grant_token(
+    st: TableListSet, user: str, grant: Mapping[str, Any], previous: Mapping[str, Any] | None
+) -> str | None:
+    """The Token a grant on a confidential table keeps: the grantee needs the table key to
+    read (select) or write (insert) sealed rows, so such a grant carries it wrapped to them
+    (or keeps the one given before); a grant that leaves neither keeps none."""
+    if user == EVERYONE:
+        raise ConfidentialTable(
+            "a confidential table is granted to accounts one by one: each needs its own Token"
+        )
+    if not (grant.get("select") or grant.get("insert")):
+        return None
+    if st.token is not None:
+        return _sealed_hex(st.token, "Token", MAX_TOKEN_BYTES)
+    kept = None if previous is None else previous.get("token")
+    if kept is None:
+        raise ConfidentialTable(
+            "granting select or insert on a confidential table needs Token: the table key "
+            "wrapped to the grantee's public key"
+        )
+    return str(kept)
 
 
 # --- reads -----------------------------------------------------------------------------------

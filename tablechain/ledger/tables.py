@@ -11,7 +11,7 @@ from __future__ import annotations
 import datetime as _dt
 import decimal
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import sqlalchemy as sa
@@ -30,7 +30,15 @@ from tablechain.ledger.schema import FieldDef, build_table, coerce_value, parse_
 from tablechain.ledger.state import StateOverlay
 from tablechain.ledger.storage import insert_many, physical_table_name
 
-__all__ = ["TableMeta", "TableEngine", "RowConflict", "ROWID", "table_key", "json_value"]
+__all__ = [
+    "CONFIDENTIAL_FIELDS",
+    "TableMeta",
+    "TableEngine",
+    "RowConflict",
+    "ROWID",
+    "table_key",
+    "json_value",
+]
 
 ROWID = "_tc_rowid"
 # Receipts must be identical on every backend, so the driver's own wording is never used.
@@ -51,9 +59,23 @@ def pointer_key(name_in_db: str) -> str:
     return f"strict/{name_in_db}"
 
 
+#: The columns of a confidential table as validators keep it: one record per insert, holding
+#: the batch of rows sealed by the client (see ``tablechain.crypto.envelope``), with who
+#: inserted it and in which transaction. The table's own field definitions are sealed too.
+CONFIDENTIAL_FIELDS: tuple[dict[str, Any], ...] = (
+    {"field": "tx_hash", "type": "char", "length": 64, "NN": 1},
+    {"field": "account", "type": "varchar", "length": 42, "NN": 1, "index": 1},
+    {"field": "sealed", "type": "blob", "length": 65535, "NN": 1},
+)
+
+
 @dataclass(frozen=True)
 class TableMeta:
-    """A table's metadata as kept in state."""
+    """A table's metadata as kept in state.
+
+    A confidential table has ``token`` (its key wrapped to the owner's public key) and
+    ``sealed`` (its field definitions, sealed with that key); its ``raw_fields`` are
+    ``CONFIDENTIAL_FIELDS``."""
 
     owner: str
     name: str
@@ -63,9 +85,10 @@ class TableMeta:
     token: str | None
     strict_pointer: str
     created_height: int
+    sealed: str | None = None
 
     def to_json(self) -> dict[str, Any]:
-        return {
+        out = {
             "owner": self.owner,
             "name": self.name,
             "name_in_db": self.name_in_db,
@@ -75,6 +98,9 @@ class TableMeta:
             "strict_pointer": self.strict_pointer,
             "created_height": self.created_height,
         }
+        if self.sealed is not None:  # absent otherwise: ordinary tables' state is unchanged
+            out["sealed"] = self.sealed
+        return out
 
     def to_state_json(self) -> dict[str, Any]:
         """The metadata entry; the strict-mode pointer has its own entry (it moves on every
@@ -94,6 +120,7 @@ class TableMeta:
             obj.get("token"),
             obj["strict_pointer"] if strict_pointer is None else strict_pointer,
             int(obj["created_height"]),
+            obj.get("sealed"),
         )
 
     @property
@@ -258,15 +285,8 @@ class TableEngine:
         """
         new_fields = parse_fields(raw_fields)
         name_in_db = self.state_hash([meta.name_in_db, tx_hash])
-        new_meta = TableMeta(
-            meta.owner,
-            meta.name,
-            name_in_db,
-            tuple(raw_fields),
-            meta.rule,
-            meta.token,
-            pointer,
-            meta.created_height,
+        new_meta = replace(
+            meta, name_in_db=name_in_db, raw_fields=tuple(raw_fields), strict_pointer=pointer
         )
         rows = self.matching_rows(meta, None)
         self.create_physical(new_meta)

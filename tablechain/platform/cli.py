@@ -333,15 +333,28 @@ def table_create(
     name: str,
     fields: Annotated[str, typer.Argument(help='e.g. \'[{"field":"id","type":"int","PK":1}]\'')],
     rule: Annotated[str | None, typer.Option("--rule", help="OperationRule JSON.")] = None,
+    confidential: Annotated[bool, typer.Option(
+        "--confidential",
+        help="Seal the fields and rows with a table key only you (and grantees) hold.")] = False,
     strict: StrictOpt = False, no_wait: NoWaitOpt = False,
     url: UrlOpt = DEFAULT_URL, key: KeyOpt = None, as_json: JsonOpt = False,
 ) -> None:
     """Create a table (TableListSet OpType 1)."""
+    if confidential and rule is not None:
+        raise ConfigError("a confidential table cannot carry a rule (validators see no rows)")
     with _client(url, key) as client:
-        record = client.create_table(name, _json_arg(fields, "FIELDS"),
-                                     None if rule is None else _json_arg(rule, "--rule"),
-                                     strict=strict, wait=not no_wait)
+        if confidential:
+            record = client.create_confidential_table(name, _json_arg(fields, "FIELDS"),
+                                                      strict=strict, wait=not no_wait)
+        else:
+            record = client.create_table(name, _json_arg(fields, "FIELDS"),
+                                         None if rule is None else _json_arg(rule, "--rule"),
+                                         strict=strict, wait=not no_wait)
     _report_tx(record, as_json)
+
+
+def _confidential(client: Any, owner: str, name: str) -> bool:
+    return client.table_info(owner, name).get("token") is not None
 
 
 @table_app.command("grant")
@@ -350,6 +363,9 @@ def table_grant(
     name: str,
     user: Annotated[str, typer.Argument(help='An address, or "everyone".')],
     flags: Annotated[str, typer.Argument(help='e.g. \'{"select":true,"insert":true}\'')],
+    public_key: Annotated[str | None, typer.Option(
+        "--public-key", help="The user's public key (hex): on a confidential table, the "
+        "table key is wrapped to it.")] = None,
     no_wait: NoWaitOpt = False,
     url: UrlOpt = DEFAULT_URL, key: KeyOpt = None, as_json: JsonOpt = False,
 ) -> None:
@@ -358,7 +374,11 @@ def table_grant(
     if not isinstance(parsed, dict) or not all(isinstance(v, bool) for v in parsed.values()):
         raise ConfigError('FLAGS is an object of booleans, e.g. {"select": true}')
     with _client(url, key) as client:
-        record = client.grant(name, user, wait=not no_wait, **parsed)
+        if public_key is not None:
+            record = client.grant_confidential(name, user, public_key, wait=not no_wait,
+                                               **parsed)
+        else:
+            record = client.grant(name, user, wait=not no_wait, **parsed)
     _report_tx(record, as_json)
 
 
@@ -375,7 +395,11 @@ def table_insert(
     if isinstance(parsed, dict):
         parsed = [parsed]
     with _client(url, key) as client:
-        record = client.insert(name, parsed, owner=owner, strict=strict, wait=not no_wait)
+        if _confidential(client, owner or client.address, name):
+            record = client.insert_confidential(name, parsed, owner=owner, strict=strict,
+                                                wait=not no_wait)
+        else:
+            record = client.insert(name, parsed, owner=owner, strict=strict, wait=not no_wait)
     _report_tx(record, as_json)
 
 
@@ -427,7 +451,10 @@ def table_get(
     if query is not None and not isinstance(query, list):
         raise ConfigError('RAW is a list: [[fields], {condition}, ...]')
     with _client(url, key) as client:
-        rows = client.get(owner or client.address, name, query)
+        if _confidential(client, owner or client.address, name):  # opened with your Token
+            rows = client.get_confidential(owner or client.address, name, query)
+        else:
+            rows = client.get(owner or client.address, name, query)
     if as_json:
         _print_json(rows)
     else:

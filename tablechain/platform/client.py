@@ -439,3 +439,131 @@ class Client:
                 attempt += 1
                 if exc.code != "invalidParams" or "LedgerIndex" not in exc.message or attempt > 1:
                     raise
+
+    # --- confidential tables -----------------------------------------------------------------
+    # The table key is made, wrapped and used here only: validators keep ciphertext, sealed
+    # field definitions and per-account Tokens (see tablechain.crypto.envelope).
+
+    def create_confidential_table(self, name: str, fields: Sequence[Mapping[str, Any]], *,
+                                  strict: bool = False, wait: bool = True) -> dict[str, Any]:
+        """Create a table whose field definitions and rows only key holders can read: a fresh
+        key, sealed ``fields`` as ``Raw``, the key wrapped to this account as ``Token``."""
+        from tablechain.crypto.envelope import new_table_key, seal, wrap_key
+        from tablechain.ledger.schema import parse_fields
+
+        fields = [dict(f) for f in fields]
+        try:
+            parse_fields(fields)  # validators cannot check sealed definitions: check them here
+        except TablechainError as exc:
+            raise ClientError(exc.message, exc.code) from None
+        suite = str(self._chain()["suite"])
+        key = new_table_key(suite)
+        statement = {
+            "TransactionType": "TableListSet", "OpType": 1, "Tables": _table(name),
+            "Raw": seal(key, canonical_json(fields)).hex(),
+            "Token": wrap_key(key, self._key().public_key).hex(),
+        }
+        return self._one(statement, strict, wait)
+
+    def confidential_key(self, owner: str, name: str) -> bytes:
+        """The table key of a confidential table, unwrapped from this account's Token."""
+        from tablechain.crypto.envelope import unwrap_key
+
+        info = self.table_info(owner, name)
+        if info.get("token") is None:
+            raise ClientError(f"table {name!r} is not confidential", "clientNotConfidential")
+        if owner == self.address:
+            token = info["token"]
+        else:
+            token = (info.get("grants", {}).get(self.address) or {}).get("token")
+        if token is None:
+            raise ClientError(f"{self.address} holds no Token for table {name!r}",
+                              "tefBAD_AUTH_NO")
+        try:
+            return unwrap_key(bytes.fromhex(token), self._key())
+        except TablechainError as exc:
+            raise ClientError(exc.message, exc.code) from None
+
+    def confidential_fields(self, owner: str, name: str) -> list[dict[str, Any]]:
+        """The field definitions of a confidential table, opened with this account's key."""
+        from tablechain.crypto import parse_json
+        from tablechain.crypto.envelope import open_sealed
+
+        key = self.confidential_key(owner, name)
+        sealed = self.table_info(owner, name)["sealed"]
+        return list(parse_json(open_sealed(key, bytes.fromhex(sealed))))
+
+    def grant_confidential(self, name: str, user: str, public_key: Any, *, wait: bool = True,
+                           **flags: bool) -> dict[str, Any]:
+        """Grant ``user`` on a confidential table of this account, with the table key wrapped to
+        ``user``'s ``public_key`` (a ``PublicKey`` or its hex; it must be ``user``'s)."""
+        from tablechain.crypto import public_key_from_bytes
+        from tablechain.crypto.envelope import wrap_key
+        from tablechain.crypto.keys import PublicKey
+        from tablechain.ledger.transactions import CryptoSuite
+
+        if not isinstance(public_key, PublicKey):
+            try:
+                raw = bytes.fromhex(str(public_key))
+                scheme = CryptoSuite(str(self._chain()["suite"])).scheme_for_key(raw)
+                public_key = public_key_from_bytes(scheme, raw)
+            except (ValueError, TablechainError):
+                raise ClientError("public_key is not a public key (hex)",
+                                  "clientBadPublicKey") from None
+        if address_to_text(public_key.address()) != user:
+            raise ClientError(f"that public key does not belong to {user}", "clientBadPublicKey")
+        token = wrap_key(self.confidential_key(self.address, name), public_key)
+        statement = {**Statements.grant(name, user, **flags), "Token": token.hex()}
+        return self.send(statement, wait=wait)
+
+    def insert_confidential(self, name: str, rows: Sequence[Mapping[str, Any]], *,
+                            owner: str | None = None, strict: bool = False,
+                            wait: bool = True) -> dict[str, Any]:
+        """Seal ``rows`` with the table key and insert them as one record. The rows are checked
+        here against the sealed field definitions (validators cannot check them)."""
+        from tablechain.crypto.envelope import seal
+        from tablechain.ledger.schema import coerce_value, parse_fields
+
+        owner = owner or self.address
+        fields = {f.name: f for f in parse_fields(self.confidential_fields(owner, name))}
+        clean: list[dict[str, Any]] = []
+        for row in rows:
+            unknown = sorted(set(row) - set(fields))
+            if unknown:
+                raise ClientError(f"unknown fields {unknown} for table {name!r}", "temBAD_FIELD")
+            try:
+                clean.append({k: coerce_value(fields[k], v) for k, v in row.items()})
+            except TablechainError as exc:
+                raise ClientError(exc.message, exc.code) from None
+        if not clean:
+            raise ClientError("an insert holds at least one row", "temBAD_FIELD")
+        sealed = seal(self.confidential_key(owner, name), canonical_json(clean)).hex()
+        statement = {"TransactionType": "SQLStatement", "OpType": 6, "Tables": _table(name),
+                     "Owner": owner, "Raw": sealed}
+        return self._one(statement, strict, wait)
+
+    def get_confidential(self, owner: str, name: str, raw: Sequence[Any] | None = None, *,
+                         records: bool = False) -> list[dict[str, Any]]:
+        """Read a confidential table and open its records with this account's key.
+
+        ``raw`` queries the records (fields ``account``, ``tx_hash``; default limit 200
+        records); the result is their rows in insertion order or, with ``records=True``, one
+        ``{"account", "tx_hash", "rows"}`` per record."""
+        from tablechain.crypto import parse_json
+        from tablechain.crypto.envelope import open_sealed
+
+        key = self.confidential_key(owner, name)
+        query = [["account", "tx_hash", "sealed"]] + list(raw or [[]])[1:]
+        out: list[dict[str, Any]] = []
+        for record in self.get(owner, name, query):
+            try:
+                rows = list(parse_json(open_sealed(key, bytes.fromhex(record["sealed"]))))
+            except TablechainError as exc:
+                raise ClientError(f"record of {record['tx_hash']}: {exc.message}",
+                                  exc.code) from None
+            if records:
+                out.append({"account": record["account"], "tx_hash": record["tx_hash"],
+                            "rows": rows})
+            else:
+                out.extend(rows)
+        return out

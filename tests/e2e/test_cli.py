@@ -162,6 +162,31 @@ def test_table_commands(tmp_path: Path, served: tuple[Path, BackgroundServer]) -
                                     code=1).stderr
 
 
+def test_confidential_table_commands(tmp_path: Path,
+                                     served: tuple[Path, BackgroundServer]) -> None:
+    _, srv = served
+    alice, alice_addr = new_key(tmp_path, "alice")
+    bob_path = tmp_path / "bob.key"
+    bob_info = run_json("account", "new", "--out", str(bob_path))
+    a = ["--url", srv.url, "--key", str(alice)]
+    b = ["--url", srv.url, "--key", str(bob_path)]
+    assert "cannot carry a rule" in run("table", "create", "sec", FIELDS, "--confidential",
+                                        "--rule", "{}", *a, code=1).stderr
+    run("table", "create", "sec", FIELDS, "--confidential", *a)
+    run("table", "insert", "sec", '[{"id":1,"name":"hidden"}]', *a)
+    assert run_json("table", "get", "sec", *a) == [{"id": 1, "name": "hidden"}]
+    # Without a Token the grant is refused; with Bob's public key the key is wrapped to him.
+    refused = run("table", "grant", "sec", bob_info["address"], '{"select":true}', *a, code=1)
+    assert "tefTABLE_CONFIDENTIAL" in refused.stderr
+    run("table", "grant", "sec", bob_info["address"], '{"select":true,"insert":true}',
+        "--public-key", bob_info["public_key"], *a)
+    run("table", "insert", "sec", '{"id":2,"name":"bob"}', "--owner", alice_addr, *b)
+    rows = run_json("table", "get", "sec", "--owner", alice_addr, *b)
+    assert rows == [{"id": 1, "name": "hidden"}, {"id": 2, "name": "bob"}]
+    info = run_json("table", "info", "sec", "--owner", alice_addr, "--url", srv.url)
+    assert "hidden" not in json.dumps(info) and info["token"]
+
+
 def _committed(srv: BackgroundServer, tx_hash: str) -> bool:
     srv.node.wait_for(tx_hash, 10)
     return True

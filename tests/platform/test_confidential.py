@@ -1,0 +1,142 @@
+"""Confidential tables end to end: a real node over HTTP, clients holding the keys.
+
+Validators keep only ciphertext: the sealed field definitions, sealed batches of rows and each
+account's wrapped Token. The tests check that a key holder reads the rows back, that what the
+node stores never contains them in clear, and that the operations validators cannot perform on
+ciphertext are refused with a stable code and change nothing.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from tablechain.crypto import generate_private_key
+from tablechain.platform.client import Client, ClientError
+from tablechain.platform.server import BackgroundServer
+
+FIELDS = [
+    {"field": "id", "type": "int", "PK": 1},
+    {"field": "patient", "type": "varchar", "length": 64},
+    {"field": "diagnosis", "type": "text"},
+]
+SECRET = "hypertension-stage-2-confidential-marker"
+
+
+@pytest.fixture()
+def alice(server: BackgroundServer) -> Client:
+    return Client(server.url, generate_private_key())
+
+
+@pytest.fixture()
+def bob(server: BackgroundServer) -> Client:
+    return Client(server.url, generate_private_key())
+
+
+def _db_bytes(server: BackgroundServer) -> bytes:
+    """Everything the node's SQLite files hold (database and write-ahead log)."""
+    path = Path(server.node.ledger.url.removeprefix("sqlite:///"))
+    return b"".join(p.read_bytes() for p in path.parent.glob(path.name + "*"))
+
+
+def test_owner_and_grantee_read_rows_the_node_never_sees(
+    server: BackgroundServer, alice: Client, bob: Client
+) -> None:
+    created = alice.create_confidential_table("records", FIELDS)
+    assert created["receipt"]["details"]["confidential"] is True
+    alice.insert_confidential("records", [{"id": 1, "patient": "p1", "diagnosis": SECRET}])
+    alice.insert_confidential("records", [{"id": 2, "patient": "p2", "diagnosis": "ok"},
+                                          {"id": 3, "patient": "p3", "diagnosis": "ok"}])
+    assert alice.confidential_fields(alice.address, "records") == FIELDS
+    assert [r["id"] for r in alice.get_confidential(alice.address, "records")] == [1, 2, 3]
+
+    # Bob has no grant: the node refuses the read, and he holds no Token anyway.
+    with pytest.raises(ClientError) as denied:
+        bob.get(alice.address, "records")
+    assert denied.value.code == "tefBAD_AUTH_NO"
+    with pytest.raises(ClientError) as no_token:
+        bob.confidential_key(alice.address, "records")
+    assert no_token.value.code == "tefBAD_AUTH_NO"
+
+    alice.grant_confidential("records", bob.address, bob._key().public_key,
+                             select=True, insert=True)
+    rows = bob.get_confidential(alice.address, "records")
+    assert rows[0] == {"id": 1, "patient": "p1", "diagnosis": SECRET}
+    bob.insert_confidential("records", [{"id": 4, "patient": "p4", "diagnosis": "flu"}],
+                            owner=alice.address)
+    records = alice.get_confidential(alice.address, "records", records=True)
+    assert [r["account"] for r in records] == [alice.address] * 2 + [bob.address]
+    # The records are queryable by their clear columns (who inserted, which transaction).
+    mine = alice.get_confidential(alice.address, "records", [[], {"account": bob.address}])
+    assert mine == [{"id": 4, "patient": "p4", "diagnosis": "flu"}]
+
+    # What the node keeps: ciphertext. Neither the rows nor the field names appear in clear.
+    stored = _db_bytes(server)
+    assert alice.address.encode() in stored  # the reader sees the clear columns
+    assert SECRET.encode() not in stored
+    assert b"diagnosis" not in stored
+    raw_records = alice.get(alice.address, "records")
+    assert set(raw_records[0]) == {"tx_hash", "account", "sealed"}
+
+
+def test_what_validators_cannot_do_on_ciphertext_is_refused(
+    server: BackgroundServer, alice: Client, bob: Client
+) -> None:
+    alice.create_confidential_table("vault", FIELDS)
+    alice.insert_confidential("vault", [{"id": 1, "patient": "p", "diagnosis": "x"}])
+    head = alice.ledger_closed()["ledger_index"]
+    for call in (
+        lambda: alice.update("vault", {"diagnosis": "y"}, {"id": 1}),
+        lambda: alice.delete("vault"),
+        lambda: alice.assert_("vault", {"id": 1}),
+    ):
+        with pytest.raises(ClientError) as refused:
+            call()
+        assert refused.value.code == "tefTABLE_CONFIDENTIAL"
+    # A grant to everyone cannot carry one Token per account; a grant without a Token leaves
+    # the grantee unable to read, so it is refused too.
+    with pytest.raises(ClientError) as everyone:
+        alice.grant("vault", "everyone", select=True)
+    assert everyone.value.code == "tefTABLE_CONFIDENTIAL"
+    with pytest.raises(ClientError) as tokenless:
+        alice.grant("vault", bob.address, select=True)
+    assert tokenless.value.code == "tefTABLE_CONFIDENTIAL"
+    # A clear-text insert is not a sealed record.
+    with pytest.raises(ClientError) as clear:
+        alice.insert("vault", [{"id": 2, "patient": "p", "diagnosis": "x"}])
+    assert clear.value.code == "temBAD_FIELD"
+    # Nothing changed: the one record is still the only one; failed transactions are recorded.
+    assert alice.ledger_closed()["ledger_index"] > head
+    assert [r["id"] for r in alice.get_confidential(alice.address, "vault")] == [1]
+    assert alice.table_info(alice.address, "vault")["grants"] == {}
+
+
+def test_a_grant_for_another_key_is_refused_by_the_client_and_tokens_are_per_account(
+    alice: Client, bob: Client
+) -> None:
+    alice.create_confidential_table("notes", FIELDS)
+    carol_key = generate_private_key()
+    with pytest.raises(ClientError) as wrong:
+        alice.grant_confidential("notes", bob.address, carol_key.public_key, select=True)
+    assert wrong.value.code == "clientBadPublicKey"
+    # Bob's Token opens only with Bob's key.
+    alice.grant_confidential("notes", bob.address, bob._key().public_key.to_bytes().hex(),
+                             select=True)
+    token = alice.table_info(alice.address, "notes")["grants"][bob.address]["token"]
+    from tablechain.crypto import CryptoError
+    from tablechain.crypto.envelope import unwrap_key
+
+    with pytest.raises(CryptoError):
+        unwrap_key(bytes.fromhex(token), carol_key)
+    # Revoking select and insert drops the Token; re-granting update alone needs none.
+    alice.grant("notes", bob.address, select=False)
+    assert "token" not in alice.table_info(alice.address, "notes")["grants"][bob.address]
+    # The client checks rows against the sealed definitions (validators cannot).
+    with pytest.raises(ClientError) as bad_row:
+        alice.insert_confidential("notes", [{"id": "one"}])
+    assert bad_row.value.code == "temBAD_VALUE_TYPE"
+    with pytest.raises(ClientError) as unknown:
+        alice.insert_confidential("notes", [{"nope": 1}])
+    assert unknown.value.code == "temBAD_FIELD"
+
