@@ -15,6 +15,7 @@ transactions, so a transaction submitted to any validator reaches the proposer; 
 
 from __future__ import annotations
 
+import hashlib
 import heapq
 import logging
 import os
@@ -184,6 +185,10 @@ class LedgerApplication:
         self.clock = clock
         # The block executed and held open for a vote: (its hash, the pending commit, its bytes).
         self._pending: tuple[bytes, PendingBlock, bytes] | None = None
+        # Verdicts by the digest of the block's bytes, not by its header hash: a header does not
+        # bind the transactions until they are executed, and a peer may send a header with
+        # other transactions than the ones that make it (a proposal's signature and a quorum
+        # certificate cover the header hash only).
         self._results: OrderedDict[bytes, ExecutionResult | None] = OrderedDict()
         self._verified: OrderedDict[bytes, None] = OrderedDict()  # tx hashes checked here
         self._first_wait: float | None = None
@@ -255,7 +260,7 @@ class LedgerApplication:
         for tx in txs:
             self._remember_verified(tx.hash)
         result = ExecutionResult(block_hash, bytes.fromhex(pending.header.state_root))
-        self._remember_result(block_hash, result)
+        self._remember_result(hashlib.sha256(data).digest(), result)
         return ProposedBlock(data, block_hash)
 
     def _remember_verified(self, tx_hash: bytes) -> None:
@@ -263,8 +268,8 @@ class LedgerApplication:
         if len(self._verified) > 200_000:
             self._verified.popitem(last=False)
 
-    def _remember_result(self, block_hash: bytes, result: ExecutionResult | None) -> None:
-        self._results[block_hash] = result
+    def _remember_result(self, block_digest: bytes, result: ExecutionResult | None) -> None:
+        self._results[block_digest] = result
         if len(self._results) > 64:
             self._results.popitem(last=False)
 
@@ -320,7 +325,11 @@ class LedgerApplication:
         header, raw = decoded if decoded is not None else decode_block(block)
         block_hash = bytes.fromhex(header.hash(self.ledger.suite))
         if self._pending is not None and self._pending[0] == block_hash:
-            return self._pending[0], self._pending[1]
+            # The executed block's header: the same block only with the same transactions (the
+            # header's tx_root binds them, but only execution checks that).
+            if raw == [tx.encoded for tx in self._pending[1].block.transactions]:
+                return self._pending[0], self._pending[1]
+            return None
         if header.height != height or height != self.ledger.height + 1:
             return None
         if header.parent_hash != self.ledger.head.hash(self.ledger.suite):
@@ -343,10 +352,11 @@ class LedgerApplication:
         try:
             decoded = decode_block(block)
             block_hash = bytes.fromhex(decoded[0].hash(self.ledger.suite))
-            if block_hash in self._results and (
+            digest = hashlib.sha256(block).digest()
+            if digest in self._results and (
                 self._pending is None or self._pending[0] != block_hash
             ):
-                return self._results[block_hash]
+                return self._results[digest]
             executed = self._execute(height, block, decoded)
         except TablechainError as exc:
             log.info("invalid block at height %s: %s", height, exc)
@@ -358,7 +368,7 @@ class LedgerApplication:
         result = None
         if executed is not None:
             result = ExecutionResult(executed[0], bytes.fromhex(executed[1].header.state_root))
-        self._remember_result(block_hash, result)
+        self._remember_result(digest, result)
         return result
 
     def commit_block(self, height: int, block: bytes, qc: QuorumCertificate) -> None:

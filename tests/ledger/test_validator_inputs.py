@@ -1,0 +1,103 @@
+"""What a faulty or malicious peer can send a validator: each input is refused or ignored and the
+validator goes on (no exception out of its loop, no stall, no wrong block, bounded memory).
+
+The validators here are not started: their application and state machine are driven directly,
+so every case is deterministic.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from tablechain.crypto import PrivateKey, canonical_json, generate_private_key
+from tablechain.ledger.chain import Genesis
+from tablechain.ledger.consensus import ConsensusConfig, MessageReceived
+from tablechain.ledger.consensus.messages import (
+    PRECOMMIT,
+    BlockResponse,
+    CommittedBlock,
+    QuorumCertificate,
+    sign_vote,
+)
+from tablechain.ledger.node import NodeConfig
+from tablechain.ledger.transactions import sign_transaction
+from tablechain.ledger.validator import LocalHub, ValidatorNode, decode_block, frame_block
+
+FIELDS = [{"field": "id", "type": "int", "PK": 1}]
+
+
+class Chain:
+    """Four validators' genesis (blocks cut at one transaction) and validators built on it."""
+
+    def __init__(self, tmp_path: Path) -> None:
+        self.tmp = tmp_path
+        self.keys = [generate_private_key("ed25519") for _ in range(4)]
+        self.genesis = Genesis(network_id=9, max_block_txs=1, max_block_wait_ms=0, validators=tuple(
+            {"id": f"v{i}", "scheme": "ed25519", "public_key": k.public_key.to_bytes().hex()}
+            for i, k in enumerate(self.keys)))
+        self.hub = LocalHub()
+        self.nodes: list[ValidatorNode] = []
+
+    def validator(self, i: int, name: str) -> ValidatorNode:
+        node = ValidatorNode(f"sqlite:///{self.tmp / name}.db", self.genesis, self.keys[i],
+                             f"v{i}", self.hub, NodeConfig(), ConsensusConfig())
+        self.nodes.append(node)
+        return node
+
+    def certificate(self, height: int, block_hash: bytes, state_root: bytes) -> QuorumCertificate:
+        """A real quorum certificate: the precommits of v0, v1 and v2."""
+        sigs = tuple(
+            (f"v{i}", sign_vote(self.keys[i], self.genesis.hash(), f"v{i}", PRECOMMIT, height, 0,
+                                (block_hash, state_root)).signature)
+            for i in range(3))
+        return QuorumCertificate(height, 0, block_hash, state_root, sigs)
+
+    def close(self) -> None:
+        for node in self.nodes:
+            node.stop()
+        self.hub.close()
+
+
+@pytest.fixture
+def chain(tmp_path):
+    c = Chain(tmp_path)
+    yield c
+    c.close()
+
+
+def create_table(key: PrivateKey, seq: int = 1) -> dict:
+    return sign_transaction({"NetworkID": 9, "Sequence": seq, "TransactionType": "TableListSet",
+                             "OpType": 1, "Tables": [{"Table": {"TableName": "t"}}],
+                             "Raw": FIELDS}, key)
+
+
+def test_a_header_sent_with_other_transactions_never_hides_the_real_block(chain):
+    """A proposal's signature and a quorum certificate cover the header hash, not the block's
+    bytes: a peer can send the real header with other transactions. That block is invalid, and
+    the verdict must not stick to the header: the real block, from an honest peer, still
+    validates and commits (a victim that cached "invalid" by header hash stayed at that height
+    for good), and the altered one is refused even while the real one is executed and held."""
+    proposer = chain.validator(0, "proposer")
+    victim = chain.validator(3, "victim")
+    proposer.submit(create_table(generate_private_key()))
+    real = proposer.app.propose_block(1, None)
+    assert real is not None
+    header, raw = decode_block(real.block)
+    assert len(raw) == 1
+    altered = frame_block(canonical_json(header.to_json()), [])
+    root = bytes.fromhex(header.state_root)
+
+    assert victim.app.validate_block(1, altered) is None
+    result = victim.app.validate_block(1, real.block)
+    assert result is not None and result.block_hash == real.block_hash
+    assert victim.app.validate_block(1, altered) is None  # the real block is the one held
+
+    qc = chain.certificate(1, real.block_hash, root)
+    catching_up = chain.validator(3, "catching-up")
+    catching_up.machine.step(MessageReceived(BlockResponse("v1", (CommittedBlock(1, altered, qc),))))
+    assert catching_up.ledger.height == 0
+    catching_up.machine.step(MessageReceived(BlockResponse("v2", (CommittedBlock(1, real.block, qc),))))
+    assert catching_up.ledger.height == 1
+    assert catching_up.ledger.head.state_root == header.state_root
