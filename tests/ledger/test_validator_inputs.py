@@ -13,12 +13,15 @@ import pytest
 
 from tablechain.crypto import PrivateKey, canonical_json, generate_private_key
 from tablechain.ledger.chain import Genesis
-from tablechain.ledger.consensus import ConsensusConfig, MessageReceived
+from tablechain.ledger.consensus import ConsensusConfig, MessageReceived, SendTo, TimerFired
+from tablechain.ledger.consensus.events import TIMER_CATCHUP, Timer
 from tablechain.ledger.consensus.messages import (
     PRECOMMIT,
+    BlockRequest,
     BlockResponse,
     CommittedBlock,
     QuorumCertificate,
+    sign_status,
     sign_vote,
 )
 from tablechain.ledger.node import NodeConfig
@@ -101,3 +104,17 @@ def test_a_header_sent_with_other_transactions_never_hides_the_real_block(chain)
     catching_up.machine.step(MessageReceived(BlockResponse("v2", (CommittedBlock(1, real.block, qc),))))
     assert catching_up.ledger.height == 1
     assert catching_up.ledger.head.state_root == header.state_root
+
+
+def test_an_empty_block_response_in_a_peers_name_does_not_stop_catch_up(chain):
+    """A block response is not signed (its blocks' certificates prove them), so anyone can send
+    one in any validator's name. One that brings nothing must not make the validator forget
+    that the named peer is ahead: sent after each of the peer's status messages, it would keep
+    the validator from ever asking for the blocks it lacks."""
+    behind = chain.validator(3, "behind")
+    ahead = sign_status(chain.keys[1], chain.genesis.hash(), "v1", 10, 0)
+    behind.machine.step(MessageReceived(ahead))
+    behind.machine.step(MessageReceived(BlockResponse("v1", ())))
+    out = behind.machine.step(TimerFired(Timer(TIMER_CATCHUP, 1, 0)))
+    requests = [o for o in out if isinstance(o, SendTo) and isinstance(o.message, BlockRequest)]
+    assert [(o.validator, o.message.from_height) for o in requests] == [("v1", 1)]

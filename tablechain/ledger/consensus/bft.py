@@ -873,6 +873,10 @@ class ConsensusMachine:
         self._emit(SendTo(request.validator, BlockResponse(self._me, tuple(blocks))))
 
     def _on_block_response(self, response: BlockResponse) -> None:
+        """Apply the certified blocks at our height onwards. A response is not signed (each
+        block's certificate proves it), so its ``validator`` may be anyone's claim: a response
+        that brings nothing changes nothing here (the catch-up timer moves on from a peer that
+        does not answer), else anyone could make us forget that an honest peer is ahead."""
         applied = 0
         for item in response.blocks:
             if item.height < self._height:
@@ -887,10 +891,6 @@ class ConsensusMachine:
                 self._height
             ):
                 self._request_blocks(responder)
-        elif self._vs.get(responder) is not None and self._peer_heights.get(responder, 0) > (
-            self._height
-        ):
-            self._peer_heights[responder] = self._height
 
     def _apply_certified(self, item: CommittedBlock) -> bool:
         qc = item.qc
