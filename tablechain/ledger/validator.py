@@ -81,6 +81,10 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 MAX_BLOCK_BYTES = 64 * 1024 * 1024
+# Peer messages waiting for the consensus thread. Beyond this a message is dropped: a peer that
+# sends faster than the thread verifies cannot grow memory without bound, and the protocol
+# re-sends what matters (stalled validators rebroadcast their votes and status).
+MAX_QUEUED_MESSAGES = 10_000
 
 
 class Transport(Protocol):
@@ -436,6 +440,9 @@ class ValidatorNode(Node):
             self.validators, key, self.app, consensus, self._signer.load()
         )
         self._events: queue.Queue[Event | None] = queue.Queue()
+        self._inbox_lock = threading.Lock()
+        self._queued_messages = 0  # MessageReceived events in self._events
+        self.dropped_messages = 0
         self._timers: list[tuple[float, int, Timer]] = []
         self._timer_seq = 0
         self.halted: str | None = None
@@ -443,8 +450,28 @@ class ValidatorNode(Node):
     # --- inputs ----------------------------------------------------------------------------
 
     def deliver(self, message: Message) -> None:
-        """A consensus message from a peer (any thread)."""
+        """A consensus message from a peer (any thread); dropped when ``MAX_QUEUED_MESSAGES``
+        already wait for the consensus thread."""
+        with self._inbox_lock:
+            if self._queued_messages >= MAX_QUEUED_MESSAGES:
+                self.dropped_messages += 1
+                if self.dropped_messages % MAX_QUEUED_MESSAGES == 1:
+                    log.warning("%s dropped %d peer messages: %d already wait", self.validator_id,
+                                self.dropped_messages, MAX_QUEUED_MESSAGES)
+                return
+            self._queued_messages += 1
         self._events.put(MessageReceived(message))
+
+    def _next_event(self, timeout: float) -> Event | None:
+        """The next queued event for the consensus thread (None when none came in time)."""
+        try:
+            event = self._events.get(timeout=timeout)
+        except queue.Empty:
+            return None
+        if isinstance(event, MessageReceived):
+            with self._inbox_lock:
+                self._queued_messages -= 1
+        return event
 
     def deliver_transactions(self, data: bytes) -> None:
         """Transactions gossiped by a peer (a canonical JSON array of signed transactions):
@@ -534,10 +561,7 @@ class ValidatorNode(Node):
             timeout = 0.05
             if self._timers:
                 timeout = max(0.0, min(timeout, self._timers[0][0] - time.monotonic()))
-            try:
-                event = self._events.get(timeout=timeout)
-            except queue.Empty:
-                event = None
+            event = self._next_event(timeout)
             try:
                 if event is not None:
                     self._perform(self.machine.step(event))

@@ -118,3 +118,21 @@ def test_an_empty_block_response_in_a_peers_name_does_not_stop_catch_up(chain):
     out = behind.machine.step(TimerFired(Timer(TIMER_CATCHUP, 1, 0)))
     requests = [o for o in out if isinstance(o, SendTo) and isinstance(o.message, BlockRequest)]
     assert [(o.validator, o.message.from_height) for o in requests] == [("v1", 1)]
+
+
+def test_a_flood_of_peer_messages_waits_in_a_bounded_queue(chain):
+    """A peer can deliver messages faster than the consensus thread verifies them: beyond
+    MAX_QUEUED_MESSAGES waiting they are dropped (counted), and room frees as the thread takes
+    them."""
+    from tablechain.ledger.validator import MAX_QUEUED_MESSAGES
+
+    node = chain.validator(3, "flooded")
+    status = sign_status(chain.keys[1], chain.genesis.hash(), "v1", 1, 0)
+    for _ in range(MAX_QUEUED_MESSAGES + 5):
+        node.deliver(status)
+    assert node._events.qsize() == MAX_QUEUED_MESSAGES
+    assert node.dropped_messages == 5
+    assert node._next_event(0) == MessageReceived(status)
+    node.deliver(status)
+    assert node._events.qsize() == MAX_QUEUED_MESSAGES
+    assert node.dropped_messages == 5
