@@ -136,3 +136,27 @@ def test_a_flood_of_peer_messages_waits_in_a_bounded_queue(chain):
     node.deliver(status)
     assert node._events.qsize() == MAX_QUEUED_MESSAGES
     assert node.dropped_messages == 5
+
+
+def test_a_proposal_relayed_with_other_block_bytes_does_not_blame_the_proposer(chain):
+    """A proposal's signature covers its block hash, not the block's bytes, so anyone who relays
+    it can pair the real signature with another block: that is not the proposer equivocating
+    (reported, it would accuse an honest validator). A second proposal it did sign is."""
+    from tablechain.ledger.consensus import EquivocationDetected
+    from tablechain.ledger.consensus.messages import Proposal, sign_proposal
+
+    proposer = chain.validator(1, "proposer")
+    victim = chain.validator(3, "victim")
+    proposer.submit(create_table(generate_private_key()))
+    real = proposer.app.propose_block(1, None)
+    assert real is not None
+    header, _ = decode_block(real.block)
+    cid = chain.genesis.hash()
+    signed = sign_proposal(chain.keys[1], cid, "v1", 1, 0, real.block_hash, real.block, -1)
+    altered = Proposal(1, 0, real.block_hash, frame_block(canonical_json(header.to_json()), []),
+                       -1, "v1", signed.signature)
+    out = victim.machine.step(MessageReceived(altered)) + victim.machine.step(MessageReceived(signed))
+    assert not [o for o in out if isinstance(o, EquivocationDetected)]
+    other = sign_proposal(chain.keys[1], cid, "v1", 1, 0, b"\1" * 32, real.block, -1)
+    out = victim.machine.step(MessageReceived(other))
+    assert [o.validator for o in out if isinstance(o, EquivocationDetected)] == ["v1"]

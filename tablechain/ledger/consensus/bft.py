@@ -768,7 +768,9 @@ class ConsensusMachine:
             return
         existing = self._proposals.get(round_)
         if existing is not None:
-            if existing != proposal:
+            # The signature covers the block hash, not the block's bytes: a proposal that differs
+            # from the stored one only in them was altered by whoever relayed it, not equivocated.
+            if existing != proposal and existing.signature != proposal.signature:
                 key = (sender, "proposal", round_)
                 if key not in self._equivocation_checked and (verified or self._verify(proposal)):
                     self._report_equivocation("proposal", existing, proposal)
