@@ -15,6 +15,7 @@ transactions, so a transaction submitted to any validator reaches the proposer; 
 
 from __future__ import annotations
 
+import hashlib
 import heapq
 import logging
 import os
@@ -80,6 +81,10 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 MAX_BLOCK_BYTES = 64 * 1024 * 1024
+# Peer messages waiting for the consensus thread. Beyond this a message is dropped: a peer that
+# sends faster than the thread verifies cannot grow memory without bound, and the protocol
+# re-sends what matters (stalled validators rebroadcast their votes and status).
+MAX_QUEUED_MESSAGES = 10_000
 
 
 class Transport(Protocol):
@@ -184,6 +189,10 @@ class LedgerApplication:
         self.clock = clock
         # The block executed and held open for a vote: (its hash, the pending commit, its bytes).
         self._pending: tuple[bytes, PendingBlock, bytes] | None = None
+        # Verdicts by the digest of the block's bytes, not by its header hash: a header does not
+        # bind the transactions until they are executed, and a peer may send a header with
+        # other transactions than the ones that make it (a proposal's signature and a quorum
+        # certificate cover the header hash only).
         self._results: OrderedDict[bytes, ExecutionResult | None] = OrderedDict()
         self._verified: OrderedDict[bytes, None] = OrderedDict()  # tx hashes checked here
         self._first_wait: float | None = None
@@ -255,7 +264,7 @@ class LedgerApplication:
         for tx in txs:
             self._remember_verified(tx.hash)
         result = ExecutionResult(block_hash, bytes.fromhex(pending.header.state_root))
-        self._remember_result(block_hash, result)
+        self._remember_result(hashlib.sha256(data).digest(), result)
         return ProposedBlock(data, block_hash)
 
     def _remember_verified(self, tx_hash: bytes) -> None:
@@ -263,8 +272,8 @@ class LedgerApplication:
         if len(self._verified) > 200_000:
             self._verified.popitem(last=False)
 
-    def _remember_result(self, block_hash: bytes, result: ExecutionResult | None) -> None:
-        self._results[block_hash] = result
+    def _remember_result(self, block_digest: bytes, result: ExecutionResult | None) -> None:
+        self._results[block_digest] = result
         if len(self._results) > 64:
             self._results.popitem(last=False)
 
@@ -320,7 +329,11 @@ class LedgerApplication:
         header, raw = decoded if decoded is not None else decode_block(block)
         block_hash = bytes.fromhex(header.hash(self.ledger.suite))
         if self._pending is not None and self._pending[0] == block_hash:
-            return self._pending[0], self._pending[1]
+            # The executed block's header: the same block only with the same transactions (the
+            # header's tx_root binds them, but only execution checks that).
+            if raw == [tx.encoded for tx in self._pending[1].block.transactions]:
+                return self._pending[0], self._pending[1]
+            return None
         if header.height != height or height != self.ledger.height + 1:
             return None
         if header.parent_hash != self.ledger.head.hash(self.ledger.suite):
@@ -343,10 +356,11 @@ class LedgerApplication:
         try:
             decoded = decode_block(block)
             block_hash = bytes.fromhex(decoded[0].hash(self.ledger.suite))
-            if block_hash in self._results and (
+            digest = hashlib.sha256(block).digest()
+            if digest in self._results and (
                 self._pending is None or self._pending[0] != block_hash
             ):
-                return self._results[block_hash]
+                return self._results[digest]
             executed = self._execute(height, block, decoded)
         except TablechainError as exc:
             log.info("invalid block at height %s: %s", height, exc)
@@ -358,7 +372,7 @@ class LedgerApplication:
         result = None
         if executed is not None:
             result = ExecutionResult(executed[0], bytes.fromhex(executed[1].header.state_root))
-        self._remember_result(block_hash, result)
+        self._remember_result(digest, result)
         return result
 
     def commit_block(self, height: int, block: bytes, qc: QuorumCertificate) -> None:
@@ -426,6 +440,9 @@ class ValidatorNode(Node):
             self.validators, key, self.app, consensus, self._signer.load()
         )
         self._events: queue.Queue[Event | None] = queue.Queue()
+        self._inbox_lock = threading.Lock()
+        self._queued_messages = 0  # MessageReceived events in self._events
+        self.dropped_messages = 0
         self._timers: list[tuple[float, int, Timer]] = []
         self._timer_seq = 0
         self.halted: str | None = None
@@ -433,8 +450,28 @@ class ValidatorNode(Node):
     # --- inputs ----------------------------------------------------------------------------
 
     def deliver(self, message: Message) -> None:
-        """A consensus message from a peer (any thread)."""
+        """A consensus message from a peer (any thread); dropped when ``MAX_QUEUED_MESSAGES``
+        already wait for the consensus thread."""
+        with self._inbox_lock:
+            if self._queued_messages >= MAX_QUEUED_MESSAGES:
+                self.dropped_messages += 1
+                if self.dropped_messages % MAX_QUEUED_MESSAGES == 1:
+                    log.warning("%s dropped %d peer messages: %d already wait", self.validator_id,
+                                self.dropped_messages, MAX_QUEUED_MESSAGES)
+                return
+            self._queued_messages += 1
         self._events.put(MessageReceived(message))
+
+    def _next_event(self, timeout: float) -> Event | None:
+        """The next queued event for the consensus thread (None when none came in time)."""
+        try:
+            event = self._events.get(timeout=timeout)
+        except queue.Empty:
+            return None
+        if isinstance(event, MessageReceived):
+            with self._inbox_lock:
+                self._queued_messages -= 1
+        return event
 
     def deliver_transactions(self, data: bytes) -> None:
         """Transactions gossiped by a peer (a canonical JSON array of signed transactions):
@@ -524,10 +561,7 @@ class ValidatorNode(Node):
             timeout = 0.05
             if self._timers:
                 timeout = max(0.0, min(timeout, self._timers[0][0] - time.monotonic()))
-            try:
-                event = self._events.get(timeout=timeout)
-            except queue.Empty:
-                event = None
+            event = self._next_event(timeout)
             try:
                 if event is not None:
                     self._perform(self.machine.step(event))

@@ -768,7 +768,9 @@ class ConsensusMachine:
             return
         existing = self._proposals.get(round_)
         if existing is not None:
-            if existing != proposal:
+            # The signature covers the block hash, not the block's bytes: a proposal that differs
+            # from the stored one only in them was altered by whoever relayed it, not equivocated.
+            if existing != proposal and existing.signature != proposal.signature:
                 key = (sender, "proposal", round_)
                 if key not in self._equivocation_checked and (verified or self._verify(proposal)):
                     self._report_equivocation("proposal", existing, proposal)
@@ -873,6 +875,10 @@ class ConsensusMachine:
         self._emit(SendTo(request.validator, BlockResponse(self._me, tuple(blocks))))
 
     def _on_block_response(self, response: BlockResponse) -> None:
+        """Apply the certified blocks at our height onwards. A response is not signed (each
+        block's certificate proves it), so its ``validator`` may be anyone's claim: a response
+        that brings nothing changes nothing here (the catch-up timer moves on from a peer that
+        does not answer), else anyone could make us forget that an honest peer is ahead."""
         applied = 0
         for item in response.blocks:
             if item.height < self._height:
@@ -887,10 +893,6 @@ class ConsensusMachine:
                 self._height
             ):
                 self._request_blocks(responder)
-        elif self._vs.get(responder) is not None and self._peer_heights.get(responder, 0) > (
-            self._height
-        ):
-            self._peer_heights[responder] = self._height
 
     def _apply_certified(self, item: CommittedBlock) -> bool:
         qc = item.qc

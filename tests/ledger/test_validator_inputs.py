@@ -1,0 +1,162 @@
+"""What a faulty or malicious peer can send a validator: each input is refused or ignored and the
+validator goes on (no exception out of its loop, no stall, no wrong block, bounded memory).
+
+The validators here are not started: their application and state machine are driven directly,
+so every case is deterministic.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from tablechain.crypto import PrivateKey, canonical_json, generate_private_key
+from tablechain.ledger.chain import Genesis
+from tablechain.ledger.consensus import ConsensusConfig, MessageReceived, SendTo, TimerFired
+from tablechain.ledger.consensus.events import TIMER_CATCHUP, Timer
+from tablechain.ledger.consensus.messages import (
+    PRECOMMIT,
+    BlockRequest,
+    BlockResponse,
+    CommittedBlock,
+    QuorumCertificate,
+    sign_status,
+    sign_vote,
+)
+from tablechain.ledger.node import NodeConfig
+from tablechain.ledger.transactions import sign_transaction
+from tablechain.ledger.validator import LocalHub, ValidatorNode, decode_block, frame_block
+
+FIELDS = [{"field": "id", "type": "int", "PK": 1}]
+
+
+class Chain:
+    """Four validators' genesis (blocks cut at one transaction) and validators built on it."""
+
+    def __init__(self, tmp_path: Path) -> None:
+        self.tmp = tmp_path
+        self.keys = [generate_private_key("ed25519") for _ in range(4)]
+        self.genesis = Genesis(network_id=9, max_block_txs=1, max_block_wait_ms=0, validators=tuple(
+            {"id": f"v{i}", "scheme": "ed25519", "public_key": k.public_key.to_bytes().hex()}
+            for i, k in enumerate(self.keys)))
+        self.hub = LocalHub()
+        self.nodes: list[ValidatorNode] = []
+
+    def validator(self, i: int, name: str) -> ValidatorNode:
+        node = ValidatorNode(f"sqlite:///{self.tmp / name}.db", self.genesis, self.keys[i],
+                             f"v{i}", self.hub, NodeConfig(), ConsensusConfig())
+        self.nodes.append(node)
+        return node
+
+    def certificate(self, height: int, block_hash: bytes, state_root: bytes) -> QuorumCertificate:
+        """A real quorum certificate: the precommits of v0, v1 and v2."""
+        sigs = tuple(
+            (f"v{i}", sign_vote(self.keys[i], self.genesis.hash(), f"v{i}", PRECOMMIT, height, 0,
+                                (block_hash, state_root)).signature)
+            for i in range(3))
+        return QuorumCertificate(height, 0, block_hash, state_root, sigs)
+
+    def close(self) -> None:
+        for node in self.nodes:
+            node.stop()
+        self.hub.close()
+
+
+@pytest.fixture
+def chain(tmp_path):
+    c = Chain(tmp_path)
+    yield c
+    c.close()
+
+
+def create_table(key: PrivateKey, seq: int = 1) -> dict:
+    return sign_transaction({"NetworkID": 9, "Sequence": seq, "TransactionType": "TableListSet",
+                             "OpType": 1, "Tables": [{"Table": {"TableName": "t"}}],
+                             "Raw": FIELDS}, key)
+
+
+def test_a_header_sent_with_other_transactions_never_hides_the_real_block(chain):
+    """A proposal's signature and a quorum certificate cover the header hash, not the block's
+    bytes: a peer can send the real header with other transactions. That block is invalid, and
+    the verdict must not stick to the header: the real block, from an honest peer, still
+    validates and commits (a victim that cached "invalid" by header hash stayed at that height
+    for good), and the altered one is refused even while the real one is executed and held."""
+    proposer = chain.validator(0, "proposer")
+    victim = chain.validator(3, "victim")
+    proposer.submit(create_table(generate_private_key()))
+    real = proposer.app.propose_block(1, None)
+    assert real is not None
+    header, raw = decode_block(real.block)
+    assert len(raw) == 1
+    altered = frame_block(canonical_json(header.to_json()), [])
+    root = bytes.fromhex(header.state_root)
+
+    assert victim.app.validate_block(1, altered) is None
+    result = victim.app.validate_block(1, real.block)
+    assert result is not None and result.block_hash == real.block_hash
+    assert victim.app.validate_block(1, altered) is None  # the real block is the one held
+
+    qc = chain.certificate(1, real.block_hash, root)
+    catching_up = chain.validator(3, "catching-up")
+    catching_up.machine.step(MessageReceived(BlockResponse("v1", (CommittedBlock(1, altered, qc),))))
+    assert catching_up.ledger.height == 0
+    catching_up.machine.step(MessageReceived(BlockResponse("v2", (CommittedBlock(1, real.block, qc),))))
+    assert catching_up.ledger.height == 1
+    assert catching_up.ledger.head.state_root == header.state_root
+
+
+def test_an_empty_block_response_in_a_peers_name_does_not_stop_catch_up(chain):
+    """A block response is not signed (its blocks' certificates prove them), so anyone can send
+    one in any validator's name. One that brings nothing must not make the validator forget
+    that the named peer is ahead: sent after each of the peer's status messages, it would keep
+    the validator from ever asking for the blocks it lacks."""
+    behind = chain.validator(3, "behind")
+    ahead = sign_status(chain.keys[1], chain.genesis.hash(), "v1", 10, 0)
+    behind.machine.step(MessageReceived(ahead))
+    behind.machine.step(MessageReceived(BlockResponse("v1", ())))
+    out = behind.machine.step(TimerFired(Timer(TIMER_CATCHUP, 1, 0)))
+    requests = [o for o in out if isinstance(o, SendTo) and isinstance(o.message, BlockRequest)]
+    assert [(o.validator, o.message.from_height) for o in requests] == [("v1", 1)]
+
+
+def test_a_flood_of_peer_messages_waits_in_a_bounded_queue(chain):
+    """A peer can deliver messages faster than the consensus thread verifies them: beyond
+    MAX_QUEUED_MESSAGES waiting they are dropped (counted), and room frees as the thread takes
+    them."""
+    from tablechain.ledger.validator import MAX_QUEUED_MESSAGES
+
+    node = chain.validator(3, "flooded")
+    status = sign_status(chain.keys[1], chain.genesis.hash(), "v1", 1, 0)
+    for _ in range(MAX_QUEUED_MESSAGES + 5):
+        node.deliver(status)
+    assert node._events.qsize() == MAX_QUEUED_MESSAGES
+    assert node.dropped_messages == 5
+    assert node._next_event(0) == MessageReceived(status)
+    node.deliver(status)
+    assert node._events.qsize() == MAX_QUEUED_MESSAGES
+    assert node.dropped_messages == 5
+
+
+def test_a_proposal_relayed_with_other_block_bytes_does_not_blame_the_proposer(chain):
+    """A proposal's signature covers its block hash, not the block's bytes, so anyone who relays
+    it can pair the real signature with another block: that is not the proposer equivocating
+    (reported, it would accuse an honest validator). A second proposal it did sign is."""
+    from tablechain.ledger.consensus import EquivocationDetected
+    from tablechain.ledger.consensus.messages import Proposal, sign_proposal
+
+    proposer = chain.validator(1, "proposer")
+    victim = chain.validator(3, "victim")
+    proposer.submit(create_table(generate_private_key()))
+    real = proposer.app.propose_block(1, None)
+    assert real is not None
+    header, _ = decode_block(real.block)
+    cid = chain.genesis.hash()
+    signed = sign_proposal(chain.keys[1], cid, "v1", 1, 0, real.block_hash, real.block, -1)
+    altered = Proposal(1, 0, real.block_hash, frame_block(canonical_json(header.to_json()), []),
+                       -1, "v1", signed.signature)
+    out = victim.machine.step(MessageReceived(altered)) + victim.machine.step(MessageReceived(signed))
+    assert not [o for o in out if isinstance(o, EquivocationDetected)]
+    other = sign_proposal(chain.keys[1], cid, "v1", 1, 0, b"\1" * 32, real.block, -1)
+    out = victim.machine.step(MessageReceived(other))
+    assert [o.validator for o in out if isinstance(o, EquivocationDetected)] == ["v1"]
