@@ -409,6 +409,13 @@ class _SignerStore:
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, self.path)
+        # The rename is durable only once the directory is: after a power loss the old record
+        # could come back otherwise, and a validator restarted from it could sign twice.
+        directory = os.open(self.path.parent, os.O_RDONLY)
+        try:
+            os.fsync(directory)
+        finally:
+            os.close(directory)
 
 
 class ValidatorNode(Node):

@@ -160,3 +160,28 @@ def test_a_proposal_relayed_with_other_block_bytes_does_not_blame_the_proposer(c
     other = sign_proposal(chain.keys[1], cid, "v1", 1, 0, b"\1" * 32, real.block, -1)
     out = victim.machine.step(MessageReceived(other))
     assert [o.validator for o in out if isinstance(o, EquivocationDetected)] == ["v1"]
+
+
+def test_the_signer_record_is_durable_through_its_directory(tmp_path: Path,
+                                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    """The record is replaced by rename; the directory is fsynced after it, or a power loss
+    could bring the older record back (and a restarted validator sign twice)."""
+    import os
+    import stat
+
+    from tablechain.ledger.consensus.wal import SignerState
+    from tablechain.ledger.validator import _SignerStore
+
+    synced: list[str] = []
+    real_fsync = os.fsync
+
+    def fsync(fd: int) -> None:
+        synced.append("dir" if stat.S_ISDIR(os.fstat(fd).st_mode) else "file")
+        real_fsync(fd)
+
+    monkeypatch.setattr(os, "fsync", fsync)
+    store = _SignerStore(tmp_path / "v0.signer")
+    state = SignerState(5, 0, 1, -1, None, -1, None, (), ())
+    store.save(state)
+    assert synced == ["file", "dir"]
+    assert store.load() == state
