@@ -588,9 +588,9 @@ def test_payloads_are_canonical_json():
     assert vote_payload("c\"h", PREVOTE, 3, 1, b"\x01", None) == canonical_json(
         {"chain": "c\"h", "type": PREVOTE, "height": 3, "round": 1, "block_hash": "01",
          "state_root": None})
-    assert proposal_payload("c", 3, 1, b"\x02", 0) == canonical_json(
+    assert proposal_payload("c", 3, 1, b"\x02", 0, b"\x03") == canonical_json(
         {"chain": "c", "type": "proposal", "height": 3, "round": 1, "block_hash": "02",
-         "pol_round": 0})
+         "block_digest": "03", "pol_round": 0})
 
 
 def test_wire_encoding_round_trips_and_rejects_garbage():

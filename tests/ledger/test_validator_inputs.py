@@ -138,12 +138,14 @@ def test_a_flood_of_peer_messages_waits_in_a_bounded_queue(chain):
     assert node.dropped_messages == 5
 
 
-def test_a_proposal_relayed_with_other_block_bytes_does_not_blame_the_proposer(chain):
-    """A proposal's signature covers its block hash, not the block's bytes, so anyone who relays
-    it can pair the real signature with another block: that is not the proposer equivocating
-    (reported, it would accuse an honest validator). A second proposal it did sign is."""
-    from tablechain.ledger.consensus import EquivocationDetected
-    from tablechain.ledger.consensus.messages import Proposal, sign_proposal
+def test_a_proposal_relayed_with_other_block_bytes_is_refused_and_the_real_one_wins(chain):
+    """A proposer signs its block's bytes (their digest), not only its header hash: a relay that
+    pairs the real signature with other transactions sends an invalidly signed proposal. The
+    victim drops it, blames nobody, and prevotes for the real block when that arrives (holding
+    the altered copy, it would have voted nil: one faulty relay per round could stall the
+    chain). A second proposal the proposer did sign is still equivocation."""
+    from tablechain.ledger.consensus import Broadcast, EquivocationDetected
+    from tablechain.ledger.consensus.messages import PREVOTE, Proposal, Vote, sign_proposal
 
     proposer = chain.validator(1, "proposer")
     victim = chain.validator(3, "victim")
@@ -155,8 +157,14 @@ def test_a_proposal_relayed_with_other_block_bytes_does_not_blame_the_proposer(c
     signed = sign_proposal(chain.keys[1], cid, "v1", 1, 0, real.block_hash, real.block, -1)
     altered = Proposal(1, 0, real.block_hash, frame_block(canonical_json(header.to_json()), []),
                        -1, "v1", signed.signature)
-    out = victim.machine.step(MessageReceived(altered)) + victim.machine.step(MessageReceived(signed))
+    out = victim.machine.step(MessageReceived(altered))
+    assert not [o for o in out if isinstance(o, EquivocationDetected)
+                or (isinstance(o, Broadcast) and isinstance(o.message, Vote))]
+    out = victim.machine.step(MessageReceived(signed))
     assert not [o for o in out if isinstance(o, EquivocationDetected)]
+    prevotes = [o.message for o in out if isinstance(o, Broadcast)
+                and isinstance(o.message, Vote) and o.message.kind == PREVOTE]
+    assert [v.block_hash for v in prevotes] == [real.block_hash]
     other = sign_proposal(chain.keys[1], cid, "v1", 1, 0, b"\1" * 32, real.block, -1)
     out = victim.machine.step(MessageReceived(other))
     assert [o.validator for o in out if isinstance(o, EquivocationDetected)] == ["v1"]

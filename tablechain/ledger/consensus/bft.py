@@ -768,9 +768,9 @@ class ConsensusMachine:
             return
         existing = self._proposals.get(round_)
         if existing is not None:
-            # The signature covers the block hash, not the block's bytes: a proposal that differs
-            # from the stored one only in them was altered by whoever relayed it, not equivocated.
-            if existing != proposal and existing.signature != proposal.signature:
+            # A proposal already checked and stored wins; a different one from the proposer
+            # (its signature covers the block's bytes as well) is equivocation.
+            if existing != proposal:
                 key = (sender, "proposal", round_)
                 if key not in self._equivocation_checked and (verified or self._verify(proposal)):
                     self._report_equivocation("proposal", existing, proposal)

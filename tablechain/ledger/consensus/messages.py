@@ -9,6 +9,7 @@ in it carries the quorum certificate that proves it committed.
 from __future__ import annotations
 
 import functools
+import hashlib
 import struct
 from dataclasses import dataclass
 from typing import Any
@@ -31,6 +32,7 @@ __all__ = [
     "Message",
     "SignedMessage",
     "vote_payload",
+    "block_digest",
     "proposal_payload",
     "sign_vote",
     "sign_proposal",
@@ -101,7 +103,8 @@ class Proposal:
 
     def payload(self, chain_id: str) -> bytes:
         return proposal_payload(
-            chain_id, self.height, self.round, self.block_hash, self.pol_round
+            chain_id, self.height, self.round, self.block_hash, self.pol_round,
+            block_digest(self.block),
         )
 
 
@@ -273,13 +276,26 @@ def vote_payload(
     ).encode("utf-8")
 
 
+def block_digest(block: bytes) -> bytes:
+    """SHA-256 of a proposed block's bytes, as its proposer signs it."""
+    return hashlib.sha256(block).digest()
+
+
 def proposal_payload(
-    chain_id: str, height: int, round_: int, block_hash: bytes, pol_round: int
+    chain_id: str, height: int, round_: int, block_hash: bytes, pol_round: int,
+    digest: bytes,
 ) -> bytes:
     """The bytes a proposer signs: canonical JSON of {chain, type: "proposal", height, round,
-    block_hash, pol_round}; the block is bound through its hash."""
+    block_hash, block_digest, pol_round}.
+
+    ``block_digest`` (SHA-256 of the block's bytes) binds the very bytes sent: the header hash
+    binds the transactions only through a Merkle root that execution alone checks, so without
+    it anyone relaying a proposal could pair the real signature with other transactions, and a
+    validator holding that copy would vote nil for the round (one faulty relay per round could
+    stall the chain)."""
     return (
-        '{"block_hash":' + _json_hex(block_hash)
+        '{"block_digest":' + _json_hex(digest)
+        + ',"block_hash":' + _json_hex(block_hash)
         + ',"chain":' + _json_string(chain_id)
         + ',"height":' + _json_int(height)
         + ',"pol_round":' + _json_int(pol_round)
@@ -313,7 +329,9 @@ def sign_proposal(
     block: bytes,
     pol_round: int,
 ) -> Proposal:
-    sig = key.sign(proposal_payload(chain_id, height, round_, block_hash, pol_round))
+    sig = key.sign(
+        proposal_payload(chain_id, height, round_, block_hash, pol_round, block_digest(block))
+    )
     return Proposal(height, round_, block_hash, block, pol_round, validator, sig)
 
 
