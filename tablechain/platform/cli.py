@@ -280,6 +280,41 @@ def node_rebuild(
     _show(info, "rebuilt", as_json)
 
 
+@node_app.command("verify")
+@_handled
+def node_verify(
+    datadir: Annotated[Path, typer.Argument(help="The node's data directory.")],
+    signatures: Annotated[bool, typer.Option(
+        "--signatures", help="Also re-check every stored transaction's signature.")] = False,
+    no_blocks: Annotated[bool, typer.Option(
+        "--no-blocks", help="Check tables and state only, not the chain of blocks.")] = False,
+    as_json: JsonOpt = False,
+) -> None:
+    """Recompute every table's digest from its rows, the state root from the state and the
+    chain's hashes from the stored blocks; exit 2 if anything was changed outside the chain.
+
+    Safe on a running node (reads one snapshot)."""
+    from tablechain.ledger.chain import Ledger
+    from tablechain.ledger.integrity import verify_ledger
+    from tablechain.platform.config import load_genesis, load_settings
+
+    settings = load_settings(datadir)
+    ledger = Ledger(settings.resolved_db_url, load_genesis(settings))
+    try:
+        report = verify_ledger(ledger, blocks=not no_blocks, signatures=signatures)
+    finally:
+        ledger.close()
+    if as_json:
+        _print_json(report.to_json())
+    else:
+        summary = {k: v for k, v in report.to_json().items() if k != "problems"}
+        _show(summary, "verified", False)
+        for p in report.problems:
+            err.print(f"[red]tampered[/red] {p.kind} {p.where}: {p.detail}", markup=True)
+    if not report.ok:
+        raise typer.Exit(2)
+
+
 # --- accounts ----------------------------------------------------------------------------------
 
 

@@ -226,6 +226,32 @@ def test_node_rebuild_to_a_height(tmp_path: Path) -> None:
     assert "txnNotFound" in result.stderr or "outside" in result.stderr
 
 
+def test_node_verify_finds_an_edit_behind_the_chain(tmp_path: Path) -> None:
+    import sqlite3
+
+    datadir = tmp_path / "node"
+    settings = init_datadir(datadir, max_block_wait_ms=5)
+    key, _ = new_key(tmp_path, "k")
+    with serve_in_thread(open_node(settings)) as srv:
+        a = ["--url", srv.url, "--key", str(key)]
+        run("table", "create", "r", FIELDS, *a)
+        run("table", "insert", "r", '[{"id":1,"name":"one"},{"id":2,"name":"two"}]', *a)
+        # Verifying a running node reads one snapshot.
+        assert run_json("node", "verify", str(datadir), "--signatures")["ok"] is True
+    shown = run("node", "verify", str(datadir)).stdout
+    assert "verified" in shown
+    db = sqlite3.connect(settings.resolved_db_url.removeprefix("sqlite:///"))
+    (table,) = db.execute("SELECT name FROM sqlite_master WHERE name LIKE 't!_%' ESCAPE '!'"
+                          ).fetchone()
+    db.execute(f'UPDATE "{table}" SET name = ? WHERE id = 2', ("evil",))
+    db.commit()
+    db.close()
+    result = run("node", "verify", str(datadir), code=2)
+    assert "tampered table" in result.stderr and "/r" in result.stderr
+    report = json.loads(run("node", "verify", str(datadir), "--json", code=2).stdout)
+    assert report["ok"] is False and [p["kind"] for p in report["problems"]] == ["table"]
+
+
 def test_main_returns_exit_codes() -> None:
     assert main(["--help"]) == 0
     assert main(["node", "status", "--url", "http://127.0.0.1:9"]) == 1
