@@ -108,6 +108,15 @@ def test_four_validators_agree_block_by_block(cluster):
         cert = node.ledger.block(target)["certificate"]
         assert "qc" in cert
     assert all(h["tx_count"] > 0 for h in headers["v0"])  # no empty blocks
+    # A client proves the last transaction with genesis alone: the block's certificate anchors
+    # it; a certificate of another block does not.
+    from tablechain.ledger.proofs import ProofError, tx_proof, verify_tx_proof
+
+    proof = tx_proof(v[2].ledger, last.hash_hex)
+    assert verify_tx_proof(proof, cluster.genesis)["result"] == "tesSUCCESS"
+    proof["certificate"] = v[2].ledger.block(1)["certificate"]
+    with pytest.raises(ProofError, match="another block"):
+        verify_tx_proof(proof, cluster.genesis)
     # Every validator's database recomputes to its chain, certificates included; a
     # certificate moved onto another block is found.
     from tablechain.ledger.integrity import verify_ledger
