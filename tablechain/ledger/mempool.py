@@ -2,7 +2,8 @@
 
 Deduplicated by hash; an account's transactions must arrive in Sequence order (a replayed
 Sequence and a skipped one are refused at once with a clear code); a size limit gives
-backpressure (``MempoolFull``) rather than silent loss.
+backpressure (``MempoolFull``) rather than silent loss, and a limit per account keeps one busy
+(or hostile) account from filling the pool and shutting everyone else out.
 """
 
 from __future__ import annotations
@@ -30,9 +31,11 @@ class Mempool:
         self,
         committed_sequences: Callable[[Iterable[str]], dict[str, int]],
         max_size: int = 100_000,
+        max_per_account: int = 10_000,
     ) -> None:
         self._committed_sequences = committed_sequences
         self.max_size = max_size
+        self.max_per_account = max_per_account
         self._lock = threading.Lock()
         self._by_hash: OrderedDict[bytes, SignedTransaction] = OrderedDict()
         self._next_seq: dict[str, int] = {}  # next expected Sequence per account with pending txs
@@ -81,6 +84,12 @@ class Mempool:
             raise DuplicateTransaction(f"transaction {tx.hash_hex} is already queued")
         if len(self._by_hash) >= self.max_size:
             raise MempoolFull(f"the mempool holds {self.max_size} transactions; retry later")
+        waiting = self._pending_count.get(tx.account, 0)
+        if waiting >= self.max_per_account:
+            raise MempoolFull(
+                f"{tx.account} already has {waiting} transactions waiting (the limit per "
+                "account); retry once some are in a block"
+            )
         expected = self._next_seq.get(tx.account)
         if expected is None:
             expected = committed[tx.account] + 1

@@ -43,6 +43,7 @@ class NodeConfig:
     max_block_txs: int | None = None  # default from genesis
     max_block_wait_ms: int | None = None
     mempool_size: int = 100_000
+    mempool_per_account: int = 10_000  # waiting transactions one account may hold
     verify_workers: int | None = None  # signature-verification processes (default: one a core)
 
 
@@ -134,7 +135,11 @@ class Node:
         self.address = address_to_text(key.address())
         self.max_block_txs = self.config.max_block_txs or genesis.max_block_txs
         self.max_block_wait_ms = self.config.max_block_wait_ms or genesis.max_block_wait_ms
-        self.mempool = Mempool(self.ledger.account_sequences, self.config.mempool_size)
+        self.mempool = Mempool(
+            self.ledger.account_sequences,
+            self.config.mempool_size,
+            self.config.mempool_per_account,
+        )
         self._clock = clock or (lambda: int(time.time() * 1000))
         self._subscribers: list[Callable[[Event], None]] = []
         self._block_listeners: list[Callable[[Block], None]] = []

@@ -158,6 +158,22 @@ def test_mempool_backpressure(tmp_path):
     n.stop()
 
 
+def test_one_account_cannot_fill_the_pool(tmp_path):
+    """Past its per-account limit an account is told to retry; others still get in."""
+    n = Node(f"sqlite:///{tmp_path / 'n.db'}", Genesis(network_id=3), generate_private_key(),
+             NodeConfig(mempool_size=50, mempool_per_account=4))
+    busy, other = generate_private_key(), generate_private_key()
+    n.submit(create(busy))
+    n.produce_block()
+    results = n.submit_many([insert(busy, i + 2, i) for i in range(6)])
+    assert [getattr(r, "code", None) for r in results] == [None] * 4 + ["telQUEUE_FULL"] * 2
+    assert "per account" in results[4].message
+    n.submit(create(other))  # another account is not shut out
+    assert len(n.produce_block().transactions) == 5
+    n.submit(insert(busy, 6, 4))  # room again once its transactions are in a block
+    n.stop()
+
+
 def test_submit_many_verifies_in_parallel_and_reports_each(node):
     key = generate_private_key()
     node.submit(create(key))
