@@ -28,7 +28,14 @@ from tablechain.ledger.errors import LedgerError
 from tablechain.ledger.merkle import inclusion_proof, verify_inclusion
 from tablechain.ledger.transactions import CryptoSuite, parse_transaction
 
-__all__ = ["ProofError", "make_tx_proof", "tx_proof", "verify_tx_proof"]
+__all__ = [
+    "ProofError",
+    "certified_chain",
+    "check_certificate",
+    "make_tx_proof",
+    "tx_proof",
+    "verify_tx_proof",
+]
 
 _PROOF_FIELDS = {"hash", "ledger_index", "index", "tx", "receipt", "header", "certificate",
                  "tx_path", "receipt_path"}
@@ -124,20 +131,33 @@ def _anchor(certificate: Any, header: BlockHeader, block_hash: str, genesis: Gen
         if trusted_block_hash != block_hash:
             raise ProofError("the block is not the one trusted")
         return
-    if not _bft(genesis.validators):
+    if not certified_chain(genesis):
         raise ProofError("this chain's blocks carry no certificate: give a trusted block hash")
+    check_certificate(certificate, header, genesis)
+
+
+def certified_chain(genesis: Genesis) -> bool:
+    """Whether the chain's blocks carry quorum certificates (its genesis names a validator set
+    with ids; a single development node's does not)."""
+    return _bft(genesis.validators)
+
+
+def check_certificate(certificate: Any, header: BlockHeader, genesis: Genesis,
+                      validators: Any = None) -> None:
+    """``ProofError`` unless ``certificate`` (as stored with a block) is a quorum of genesis'
+    validators signing exactly ``header``. ``validators``: the set, if already built."""
     from tablechain.ledger.consensus.messages import QuorumCertificate, verify_qc
     from tablechain.ledger.validator import validator_set_from_genesis
 
     try:
         qc = QuorumCertificate.from_bytes(bytes.fromhex(certificate["qc"]))
-        verify_qc(qc, validator_set_from_genesis(genesis))
+        verify_qc(qc, validators or validator_set_from_genesis(genesis))
     except (TablechainError, KeyError, TypeError, ValueError) as exc:
         raise ProofError(
             f"the block's certificate does not verify: {getattr(exc, 'message', exc)}"
         ) from None
     if (qc.height, qc.block_hash.hex(), qc.state_root.hex()) != (
-        header.height, block_hash, header.state_root
+        header.height, header.hash(genesis.crypto_suite), header.state_root
     ):
         raise ProofError("the certificate is for another block")
 

@@ -315,6 +315,55 @@ def node_verify(
         raise typer.Exit(2)
 
 
+@node_app.command("follow")
+@_handled
+def node_follow(
+    source: Annotated[str, typer.Argument(help="RPC URL of any node of the chain.")],
+    genesis_file: Annotated[Path, typer.Option(
+        "--genesis", help="The chain's genesis.json (the follower trusts only it).")],
+    db: Annotated[str, typer.Option(
+        "--db", help="Database URL of the replica, e.g. postgresql+psycopg://.../replica "
+        "or sqlite:///replica.db")],
+    once: Annotated[bool, typer.Option(
+        "--once", help="Catch up to the source's head and exit.")] = False,
+    as_json: JsonOpt = False,
+) -> None:
+    """Keep a read replica of the chain in your own database: fetch each block from SOURCE,
+    check its certificate and signatures, re-execute it and commit it if it reproduces its
+    header. Ctrl-C stops it; a restart resumes."""
+    import threading
+
+    from tablechain.crypto import parse_json
+    from tablechain.ledger.chain import Genesis, Ledger
+    from tablechain.platform.client import Client
+    from tablechain.platform.follow import Follower
+
+    try:
+        genesis = Genesis.from_json(parse_json(genesis_file.read_bytes()))
+        genesis.hash()
+    except OSError as exc:
+        raise ConfigError(f"cannot read {genesis_file}: {exc.strerror}") from None
+    except (TablechainError, KeyError, TypeError, ValueError) as exc:
+        raise ConfigError(f"{genesis_file} is not a valid genesis: {exc!r}") from None
+    ledger = Ledger(db, genesis)
+    try:
+        with Client(source) as client:
+            follower = Follower(ledger, client)
+            if once:
+                applied = follower.sync()
+                _show({"applied": applied, "ledger_index": ledger.height,
+                       "ledger_hash": ledger.head.hash(ledger.suite)}, "followed", as_json)
+                return
+            stop = threading.Event()
+            err.print(f"following {source} from block {ledger.height} (Ctrl-C stops)")
+            try:
+                follower.run(stop)
+            except KeyboardInterrupt:
+                stop.set()
+    finally:
+        ledger.close()
+
+
 # --- accounts ----------------------------------------------------------------------------------
 
 
