@@ -254,8 +254,19 @@ def _error(req_id: Any, code: int, message: str, data: Mapping[str, Any] | None 
 
 
 def _valid_id(value: Any) -> bool:
-    return value is None or isinstance(value, str) or (
-        isinstance(value, int) and not isinstance(value, bool))
+    """An id the answer can echo: JSON's escapes let a string hold a lone surrogate
+    (``"\\ud800"``), which no UTF-8 response can carry, so such an id is refused."""
+    if isinstance(value, str):
+        return _utf8_encodable(value)
+    return value is None or (isinstance(value, int) and not isinstance(value, bool))
+
+
+def _utf8_encodable(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 async def _dispatch(
@@ -269,7 +280,8 @@ async def _dispatch(
     req_id = obj.get("id", _MISSING)
     if req_id is not _MISSING and not _valid_id(req_id):
         return _error(None, INVALID_REQUEST, "Invalid Request",
-                      {"code": "invalidRequest", "message": "id must be a string, integer or null"})
+                      {"code": "invalidRequest", "message": "id must be a string, integer or "
+                       "null (a string without lone surrogates)"})
     reply_id = None if req_id is _MISSING else req_id
     method = obj.get("method")
     unknown = set(obj) - {"jsonrpc", "method", "params", "id"}

@@ -242,6 +242,20 @@ def test_framing_errors(rpc: Rpc) -> None:
     assert out["error"]["code"] == INVALID_REQUEST and out["id"] == 7
 
 
+def test_an_id_no_utf8_answer_can_echo_is_refused(rpc: Rpc) -> None:
+    # JSON's escapes can spell a lone surrogate, which no UTF-8 answer can carry back: the
+    # request is refused with id null instead of failing as an HTTP 500 when answered.
+    for body in ('{"jsonrpc":"2.0","id":"\\ud800","method":"server_info"}',
+                 '[{"jsonrpc":"2.0","id":"a\\udfff","method":"ledger_closed"}]'):
+        response = rpc.raw(body)
+        assert response.status_code == 200
+        out = response.json()
+        out = out[0] if isinstance(out, list) else out
+        assert out["id"] is None and out["error"]["code"] == INVALID_REQUEST
+    out = rpc.raw('{"jsonrpc":"2.0","id":"\\ud83d\\ude00","method":"ledger_closed"}').json()
+    assert out["id"] == "\U0001f600" and "result" in out  # a surrogate pair is one character
+
+
 def test_batches_and_notifications(rpc: Rpc) -> None:
     body = json.dumps([
         {"jsonrpc": "2.0", "id": 1, "method": "ledger_closed"},
@@ -449,6 +463,14 @@ def test_ws_bad_commands(http: TestClient) -> None:
         ws.send_text('{"command":"subscribe","transaction":"' + "ab" * 32 + '","id":9}')
         assert ws.receive_json() == {"type": "response", "status": "success", "result": {},
                                      "id": 9}
+
+
+def test_ws_an_id_no_utf8_answer_can_echo_is_left_out(http: TestClient) -> None:
+    with http.websocket_connect("/ws") as ws:
+        ws.send_text('{"command":"subscribe","transaction":"' + "cd" * 32 + '","id":"\\ud800"}')
+        assert ws.receive_json() == {"type": "response", "status": "success", "result": {}}
+        ws.send_text('{"command":"fly","id":"\\udc00"}')
+        assert ws.receive_json()["error"] == "unknownCmd"
 
 
 def test_ws_subscription_limit(tmp_path: Any) -> None:
