@@ -483,6 +483,7 @@ async def _ws_command(websocket: WebSocket, hub: EventHub, sub: Subscriber, text
 
 async def _ws_receive(websocket: WebSocket, hub: EventHub, sub: Subscriber) -> None:
     while True:
+        await sub.wait_for_room()
         message = await websocket.receive()
         if message["type"] == "websocket.disconnect":
             return
@@ -505,7 +506,7 @@ async def _ws_send(websocket: WebSocket, sub: Subscriber) -> None:
     from tablechain.platform.subscriptions import OVERFLOW
 
     while True:
-        message = await sub.queue.get()
+        message = await sub.next_message()
         await websocket.send_json(message)
         if message is OVERFLOW:
             await websocket.close(code=1008)

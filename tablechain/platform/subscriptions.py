@@ -4,7 +4,9 @@ The node calls its subscribers from the block-producer thread. ``EventHub`` hold
 subscription on the node, filters events there against an index of what each connection asked
 for (under a lock), and hands matching events to the event loop with
 ``loop.call_soon_threadsafe``. Each connection has a bounded queue: a consumer too slow to keep
-up is told so and disconnected rather than letting memory grow without bound.
+up is told so and disconnected rather than letting memory grow without bound. A connection's
+commands are read only while at most half of its queue waits (``wait_for_room``), so a client
+that sends commands without reading their responses is held back by TCP rather than buffered.
 """
 
 from __future__ import annotations
@@ -37,6 +39,7 @@ class Subscriber:
         self.overflowed = False
         self.closed = False
         self._sent: set[tuple[str, str]] = set()  # (tx hash, status) already delivered
+        self._taken = asyncio.Event()  # set whenever the sender takes a message
 
     def deliver(self, event: dict[str, Any]) -> None:
         """Queue an event (on the loop); on overflow queue one notice and stop."""
@@ -61,9 +64,26 @@ class Subscriber:
         self.queue.put_nowait(event)
 
     def reply(self, message: dict[str, Any]) -> None:
-        """Queue a command's response (never dropped: at most one per command received)."""
+        """Queue a command's response (never dropped: at most one per command received, and
+        commands are read only while ``wait_for_room`` allows)."""
         if not self.closed:
             self.queue.put_nowait(message)
+
+    async def wait_for_room(self) -> None:
+        """Return once at most half the queue waits to be sent. The next command is read only
+        then: what one command adds (its response and a committed transaction's two events)
+        then always fits, so commands alone never make a consumer slow, and a client that sends
+        commands without reading the answers fills its TCP window instead of the node's memory.
+        """
+        while self.queue.qsize() >= max(1, self.queue_size // 2) and not self.closed:
+            self._taken.clear()
+            await self._taken.wait()
+
+    async def next_message(self) -> dict[str, Any]:
+        """The next message to send (for the connection's sender)."""
+        message = await self.queue.get()
+        self._taken.set()
+        return message
 
 
 class EventHub:

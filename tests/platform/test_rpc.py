@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import json
 import threading
 import time
@@ -471,6 +473,47 @@ def test_ws_an_id_no_utf8_answer_can_echo_is_left_out(http: TestClient) -> None:
         assert ws.receive_json() == {"type": "response", "status": "success", "result": {}}
         ws.send_text('{"command":"fly","id":"\\udc00"}')
         assert ws.receive_json()["error"] == "unknownCmd"
+
+
+def test_ws_commands_are_not_read_while_their_answers_wait(node: Node) -> None:
+    # A client that sends commands and never reads: its send blocks (a full TCP window), so
+    # the node must stop reading its commands rather than queue an answer to each of them.
+    queue_size, offered = 10, 200
+    consumed = 0
+
+    async def scenario() -> None:
+        nonlocal consumed
+        app = create_app(node, manage_node=False, ws_queue_size=queue_size)
+        never: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        command = json.dumps({"command": "unsubscribe", "transaction": "ab" * 32})
+
+        async def receive() -> dict[str, Any]:
+            nonlocal consumed
+            if consumed == 0:
+                consumed = 1
+                return {"type": "websocket.connect"}
+            if consumed > offered:
+                await never
+            consumed += 1
+            return {"type": "websocket.receive", "text": command}
+
+        async def send(message: dict[str, Any]) -> None:
+            if message["type"] == "websocket.send":
+                await never  # the client does not read
+
+        scope = {"type": "websocket", "path": "/ws", "root_path": "", "scheme": "ws",
+                 "query_string": b"", "headers": [], "client": ("127.0.0.1", 1),
+                 "server": ("127.0.0.1", 2), "subprotocols": [], "asgi": {"version": "3.0"}}
+        async with app.router.lifespan_context(app):
+            task = asyncio.create_task(app(scope, receive, send))
+            for _ in range(20 * offered):  # ample turns of the loop to read every command
+                await asyncio.sleep(0)
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+
+    asyncio.run(scenario())
+    assert consumed - 1 <= queue_size // 2 + 1  # the connect, then commands up to half
 
 
 def test_ws_subscription_limit(tmp_path: Any) -> None:
