@@ -42,7 +42,7 @@ from tablechain.crypto import parse_json
 from tablechain.errors import TablechainError
 from tablechain.platform.config import DEFAULT_MAX_BODY_BYTES
 from tablechain.platform.errors import RpcParamsError
-from tablechain.platform.subscriptions import EventHub, Subscriber
+from tablechain.platform.subscriptions import TOO_MANY_CONNECTIONS, EventHub, Subscriber
 
 if TYPE_CHECKING:
     from tablechain.ledger.node import Node
@@ -61,6 +61,7 @@ SERVER_ERROR = -32000  # a tablechain error; data.code says which
 
 MAX_BATCH = 100
 MAX_WS_MESSAGE = 64 * 1024
+MAX_WS_CONNECTIONS = 1000  # open at once; each may hold 1000 subscriptions and 1000 events
 _THREAD_PARSE_BYTES = 64 * 1024
 _PARAM_CODES = frozenset({"invalidParams", "temMALFORMED"})
 _MISSING = object()
@@ -517,6 +518,10 @@ async def _ws_endpoint(websocket: WebSocket) -> None:
     hub: EventHub = websocket.app.state.hub
     await websocket.accept()
     sub = hub.connect()
+    if sub is None:
+        await websocket.send_json(TOO_MANY_CONNECTIONS)
+        await websocket.close(code=1013)  # try again later
+        return
     tasks = [asyncio.create_task(_ws_receive(websocket, hub, sub)),
              asyncio.create_task(_ws_send(websocket, sub))]
     try:
@@ -544,7 +549,8 @@ def _drain(node: Node, timeout: float) -> None:
 
 def create_app(node: Node, *, max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
                manage_node: bool = True, ws_queue_size: int = 1000,
-               ws_max_subscriptions: int = 1000, drain_timeout: float = 5.0) -> Starlette:
+               ws_max_subscriptions: int = 1000, ws_max_connections: int = MAX_WS_CONNECTIONS,
+               drain_timeout: float = 5.0) -> Starlette:
     """The ASGI application serving ``node``.
 
     With ``manage_node`` the app starts the node's block production on startup and, on
@@ -554,7 +560,8 @@ def create_app(node: Node, *, max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
-        hub = EventHub(node, asyncio.get_running_loop(), ws_queue_size, ws_max_subscriptions)
+        hub = EventHub(node, asyncio.get_running_loop(), ws_queue_size, ws_max_subscriptions,
+                       ws_max_connections)
         hub.start()
         app.state.hub = hub
         if manage_node:

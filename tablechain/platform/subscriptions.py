@@ -19,11 +19,14 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from tablechain.ledger.node import Event, Node
 
-__all__ = ["EventHub", "Subscriber", "OVERFLOW", "FINAL_STATUSES"]
+__all__ = ["EventHub", "Subscriber", "OVERFLOW", "TOO_MANY_CONNECTIONS", "FINAL_STATUSES"]
 
 OVERFLOW: dict[str, Any] = {"type": "error", "error": "slowConsumer",
                             "error_message": "events arrived faster than they were read; "
                                              "the connection is closed, resubscribe"}
+TOO_MANY_CONNECTIONS: dict[str, Any] = {"type": "error", "error": "tooManyConnections",
+                                        "error_message": "the node serves as many WebSocket "
+                                                         "connections as it allows; retry later"}
 FINAL_STATUSES = frozenset({"db_success", "db_error"})
 
 
@@ -90,11 +93,13 @@ class EventHub:
     """Routes a node's events to the WebSocket connections that subscribed to them."""
 
     def __init__(self, node: Node, loop: asyncio.AbstractEventLoop, queue_size: int = 1000,
-                 max_subscriptions: int = 1000) -> None:
+                 max_subscriptions: int = 1000, max_connections: int = 1000) -> None:
         self.node = node
         self.loop = loop
         self.queue_size = queue_size
         self.max_subscriptions = max_subscriptions
+        self.max_connections = max_connections
+        self.connections = 0  # open ones (counted on the loop only)
         self._lock = threading.Lock()
         self._by_tx: dict[str, set[Subscriber]] = {}
         self._by_table: dict[tuple[str, str], set[Subscriber]] = {}
@@ -121,11 +126,20 @@ class EventHub:
             self._unsubscribe()
             self._unsubscribe = None
 
-    def connect(self) -> Subscriber:
+    def connect(self) -> Subscriber | None:
+        """A new connection's subscriber; None when ``max_connections`` are open (the limit
+        per connection would bound nothing if one client could open connections without end).
+        """
+        if self.connections >= self.max_connections:
+            return None
+        self.connections += 1
         return Subscriber(self, self.queue_size)
 
     def disconnect(self, sub: Subscriber) -> None:
+        if sub.closed:
+            return
         sub.closed = True
+        self.connections -= 1
         with self._lock:
             for tx in sub.transactions:
                 self._discard(self._by_tx, tx, sub)

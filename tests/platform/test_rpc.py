@@ -533,6 +533,28 @@ def test_ws_subscription_limit(tmp_path: Any) -> None:
             assert ws.receive_json()["status"] == "success"
 
 
+def test_ws_connection_limit(node: Node) -> None:
+    # The per-connection subscription limit bounds nothing if one client can open
+    # connections without end: past the limit a connection is told so and closed (1013).
+    from starlette.websockets import WebSocketDisconnect
+
+    app = create_app(node, manage_node=False, ws_max_connections=2)
+    subscribe = {"command": "subscribe", "transaction": "ef" * 32, "id": 1}
+    with TestClient(app) as http:
+        with http.websocket_connect("/ws") as first, http.websocket_connect("/ws") as second:
+            with http.websocket_connect("/ws") as third:
+                assert third.receive_json()["error"] == "tooManyConnections"
+                with pytest.raises(WebSocketDisconnect) as closed:
+                    third.receive_json()
+                assert closed.value.code == 1013
+            for ws in (first, second):
+                ws.send_json(subscribe)
+                assert ws.receive_json()["status"] == "success"
+        with http.websocket_connect("/ws") as again:  # the closed ones no longer count
+            again.send_json(subscribe)
+            assert again.receive_json()["status"] == "success"
+
+
 def test_a_clean_shutdown_commits_the_queue(tmp_path: Any) -> None:
     from tablechain.ledger.chain import Ledger
     from tablechain.platform.config import init_datadir, load_genesis
