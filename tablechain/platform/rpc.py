@@ -42,7 +42,7 @@ from tablechain.crypto import parse_json
 from tablechain.errors import TablechainError
 from tablechain.platform.config import DEFAULT_MAX_BODY_BYTES
 from tablechain.platform.errors import RpcParamsError
-from tablechain.platform.subscriptions import EventHub, Subscriber
+from tablechain.platform.subscriptions import TOO_MANY_CONNECTIONS, EventHub, Subscriber
 
 if TYPE_CHECKING:
     from tablechain.ledger.node import Node
@@ -61,6 +61,7 @@ SERVER_ERROR = -32000  # a tablechain error; data.code says which
 
 MAX_BATCH = 100
 MAX_WS_MESSAGE = 64 * 1024
+MAX_WS_CONNECTIONS = 1000  # open at once; each may hold 1000 subscriptions and 1000 events
 _THREAD_PARSE_BYTES = 64 * 1024
 _PARAM_CODES = frozenset({"invalidParams", "temMALFORMED"})
 _MISSING = object()
@@ -254,8 +255,19 @@ def _error(req_id: Any, code: int, message: str, data: Mapping[str, Any] | None 
 
 
 def _valid_id(value: Any) -> bool:
-    return value is None or isinstance(value, str) or (
-        isinstance(value, int) and not isinstance(value, bool))
+    """An id the answer can echo: JSON's escapes let a string hold a lone surrogate
+    (``"\\ud800"``), which no UTF-8 response can carry, so such an id is refused."""
+    if isinstance(value, str):
+        return _utf8_encodable(value)
+    return value is None or (isinstance(value, int) and not isinstance(value, bool))
+
+
+def _utf8_encodable(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 async def _dispatch(
@@ -269,7 +281,8 @@ async def _dispatch(
     req_id = obj.get("id", _MISSING)
     if req_id is not _MISSING and not _valid_id(req_id):
         return _error(None, INVALID_REQUEST, "Invalid Request",
-                      {"code": "invalidRequest", "message": "id must be a string, integer or null"})
+                      {"code": "invalidRequest", "message": "id must be a string, integer or "
+                       "null (a string without lone surrogates)"})
     reply_id = None if req_id is _MISSING else req_id
     method = obj.get("method")
     unknown = set(obj) - {"jsonrpc", "method", "params", "id"}
@@ -471,6 +484,7 @@ async def _ws_command(websocket: WebSocket, hub: EventHub, sub: Subscriber, text
 
 async def _ws_receive(websocket: WebSocket, hub: EventHub, sub: Subscriber) -> None:
     while True:
+        await sub.wait_for_room()
         message = await websocket.receive()
         if message["type"] == "websocket.disconnect":
             return
@@ -493,7 +507,7 @@ async def _ws_send(websocket: WebSocket, sub: Subscriber) -> None:
     from tablechain.platform.subscriptions import OVERFLOW
 
     while True:
-        message = await sub.queue.get()
+        message = await sub.next_message()
         await websocket.send_json(message)
         if message is OVERFLOW:
             await websocket.close(code=1008)
@@ -504,6 +518,10 @@ async def _ws_endpoint(websocket: WebSocket) -> None:
     hub: EventHub = websocket.app.state.hub
     await websocket.accept()
     sub = hub.connect()
+    if sub is None:
+        await websocket.send_json(TOO_MANY_CONNECTIONS)
+        await websocket.close(code=1013)  # try again later
+        return
     tasks = [asyncio.create_task(_ws_receive(websocket, hub, sub)),
              asyncio.create_task(_ws_send(websocket, sub))]
     try:
@@ -531,7 +549,8 @@ def _drain(node: Node, timeout: float) -> None:
 
 def create_app(node: Node, *, max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
                manage_node: bool = True, ws_queue_size: int = 1000,
-               ws_max_subscriptions: int = 1000, drain_timeout: float = 5.0) -> Starlette:
+               ws_max_subscriptions: int = 1000, ws_max_connections: int = MAX_WS_CONNECTIONS,
+               drain_timeout: float = 5.0) -> Starlette:
     """The ASGI application serving ``node``.
 
     With ``manage_node`` the app starts the node's block production on startup and, on
@@ -541,7 +560,8 @@ def create_app(node: Node, *, max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
-        hub = EventHub(node, asyncio.get_running_loop(), ws_queue_size, ws_max_subscriptions)
+        hub = EventHub(node, asyncio.get_running_loop(), ws_queue_size, ws_max_subscriptions,
+                       ws_max_connections)
         hub.start()
         app.state.hub = hub
         if manage_node:

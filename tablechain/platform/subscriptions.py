@@ -4,12 +4,15 @@ The node calls its subscribers from the block-producer thread. ``EventHub`` hold
 subscription on the node, filters events there against an index of what each connection asked
 for (under a lock), and hands matching events to the event loop with
 ``loop.call_soon_threadsafe``. Each connection has a bounded queue: a consumer too slow to keep
-up is told so and disconnected rather than letting memory grow without bound.
+up is told so and disconnected rather than letting memory grow without bound. A connection's
+commands are read only while at most half of its queue waits (``wait_for_room``), so a client
+that sends commands without reading their responses is held back by TCP rather than buffered.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import threading
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
@@ -17,11 +20,14 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from tablechain.ledger.node import Event, Node
 
-__all__ = ["EventHub", "Subscriber", "OVERFLOW", "FINAL_STATUSES"]
+__all__ = ["EventHub", "Subscriber", "OVERFLOW", "TOO_MANY_CONNECTIONS", "FINAL_STATUSES"]
 
 OVERFLOW: dict[str, Any] = {"type": "error", "error": "slowConsumer",
                             "error_message": "events arrived faster than they were read; "
                                              "the connection is closed, resubscribe"}
+TOO_MANY_CONNECTIONS: dict[str, Any] = {"type": "error", "error": "tooManyConnections",
+                                        "error_message": "the node serves as many WebSocket "
+                                                         "connections as it allows; retry later"}
 FINAL_STATUSES = frozenset({"db_success", "db_error"})
 
 
@@ -37,6 +43,7 @@ class Subscriber:
         self.overflowed = False
         self.closed = False
         self._sent: set[tuple[str, str]] = set()  # (tx hash, status) already delivered
+        self._taken = asyncio.Event()  # set whenever the sender takes a message
 
     def deliver(self, event: dict[str, Any]) -> None:
         """Queue an event (on the loop); on overflow queue one notice and stop."""
@@ -61,20 +68,39 @@ class Subscriber:
         self.queue.put_nowait(event)
 
     def reply(self, message: dict[str, Any]) -> None:
-        """Queue a command's response (never dropped: at most one per command received)."""
+        """Queue a command's response (never dropped: at most one per command received, and
+        commands are read only while ``wait_for_room`` allows)."""
         if not self.closed:
             self.queue.put_nowait(message)
+
+    async def wait_for_room(self) -> None:
+        """Return once at most half the queue waits to be sent. The next command is read only
+        then: what one command adds (its response and a committed transaction's two events)
+        then always fits, so commands alone never make a consumer slow, and a client that sends
+        commands without reading the answers fills its TCP window instead of the node's memory.
+        """
+        while self.queue.qsize() >= max(1, self.queue_size // 2) and not self.closed:
+            self._taken.clear()
+            await self._taken.wait()
+
+    async def next_message(self) -> dict[str, Any]:
+        """The next message to send (for the connection's sender)."""
+        message = await self.queue.get()
+        self._taken.set()
+        return message
 
 
 class EventHub:
     """Routes a node's events to the WebSocket connections that subscribed to them."""
 
     def __init__(self, node: Node, loop: asyncio.AbstractEventLoop, queue_size: int = 1000,
-                 max_subscriptions: int = 1000) -> None:
+                 max_subscriptions: int = 1000, max_connections: int = 1000) -> None:
         self.node = node
         self.loop = loop
         self.queue_size = queue_size
         self.max_subscriptions = max_subscriptions
+        self.max_connections = max_connections
+        self.connections = 0  # open ones (counted on the loop only)
         self._lock = threading.Lock()
         self._by_tx: dict[str, set[Subscriber]] = {}
         self._by_table: dict[tuple[str, str], set[Subscriber]] = {}
@@ -101,11 +127,20 @@ class EventHub:
             self._unsubscribe()
             self._unsubscribe = None
 
-    def connect(self) -> Subscriber:
+    def connect(self) -> Subscriber | None:
+        """A new connection's subscriber; None when ``max_connections`` are open (the limit
+        per connection would bound nothing if one client could open connections without end).
+        """
+        if self.connections >= self.max_connections:
+            return None
+        self.connections += 1
         return Subscriber(self, self.queue_size)
 
     def disconnect(self, sub: Subscriber) -> None:
+        if sub.closed:
+            return
         sub.closed = True
+        self.connections -= 1
         with self._lock:
             for tx in sub.transactions:
                 self._discard(self._by_tx, tx, sub)
@@ -171,9 +206,13 @@ class EventHub:
                 targets = list(self._by_table.get((event.owner or "", event.table or ""), ()))
         if not targets:
             return
-        message = event.to_json()
-        for sub in targets:
-            try:
-                self.loop.call_soon_threadsafe(sub.deliver, message)
-            except RuntimeError:  # the loop is closed: the server is shutting down
-                return
+        # One hand-over per event, not per subscriber: each call_soon_threadsafe costs the
+        # committing thread a lock and a wake-up write, which many subscribers to one table
+        # multiplied into seconds per block.
+        with contextlib.suppress(RuntimeError):  # the loop is closed: the server is stopping
+            self.loop.call_soon_threadsafe(_deliver_to_all, targets, event.to_json())
+
+
+def _deliver_to_all(targets: list[Subscriber], message: dict[str, Any]) -> None:
+    for sub in targets:
+        sub.deliver(message)

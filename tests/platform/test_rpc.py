@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import json
 import threading
 import time
@@ -242,6 +244,20 @@ def test_framing_errors(rpc: Rpc) -> None:
     assert out["error"]["code"] == INVALID_REQUEST and out["id"] == 7
 
 
+def test_an_id_no_utf8_answer_can_echo_is_refused(rpc: Rpc) -> None:
+    # JSON's escapes can spell a lone surrogate, which no UTF-8 answer can carry back: the
+    # request is refused with id null instead of failing as an HTTP 500 when answered.
+    for body in ('{"jsonrpc":"2.0","id":"\\ud800","method":"server_info"}',
+                 '[{"jsonrpc":"2.0","id":"a\\udfff","method":"ledger_closed"}]'):
+        response = rpc.raw(body)
+        assert response.status_code == 200
+        out = response.json()
+        out = out[0] if isinstance(out, list) else out
+        assert out["id"] is None and out["error"]["code"] == INVALID_REQUEST
+    out = rpc.raw('{"jsonrpc":"2.0","id":"\\ud83d\\ude00","method":"ledger_closed"}').json()
+    assert out["id"] == "\U0001f600" and "result" in out  # a surrogate pair is one character
+
+
 def test_batches_and_notifications(rpc: Rpc) -> None:
     body = json.dumps([
         {"jsonrpc": "2.0", "id": 1, "method": "ledger_closed"},
@@ -451,6 +467,55 @@ def test_ws_bad_commands(http: TestClient) -> None:
                                      "id": 9}
 
 
+def test_ws_an_id_no_utf8_answer_can_echo_is_left_out(http: TestClient) -> None:
+    with http.websocket_connect("/ws") as ws:
+        ws.send_text('{"command":"subscribe","transaction":"' + "cd" * 32 + '","id":"\\ud800"}')
+        assert ws.receive_json() == {"type": "response", "status": "success", "result": {}}
+        ws.send_text('{"command":"fly","id":"\\udc00"}')
+        assert ws.receive_json()["error"] == "unknownCmd"
+
+
+def test_ws_commands_are_not_read_while_their_answers_wait(node: Node) -> None:
+    # A client that sends commands and never reads: its send blocks (a full TCP window), so
+    # the node must stop reading its commands rather than queue an answer to each of them.
+    queue_size, offered = 10, 200
+    consumed = 0
+
+    async def scenario() -> None:
+        nonlocal consumed
+        app = create_app(node, manage_node=False, ws_queue_size=queue_size)
+        never: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        command = json.dumps({"command": "unsubscribe", "transaction": "ab" * 32})
+
+        async def receive() -> dict[str, Any]:
+            nonlocal consumed
+            if consumed == 0:
+                consumed = 1
+                return {"type": "websocket.connect"}
+            if consumed > offered:
+                await never
+            consumed += 1
+            return {"type": "websocket.receive", "text": command}
+
+        async def send(message: dict[str, Any]) -> None:
+            if message["type"] == "websocket.send":
+                await never  # the client does not read
+
+        scope = {"type": "websocket", "path": "/ws", "root_path": "", "scheme": "ws",
+                 "query_string": b"", "headers": [], "client": ("127.0.0.1", 1),
+                 "server": ("127.0.0.1", 2), "subprotocols": [], "asgi": {"version": "3.0"}}
+        async with app.router.lifespan_context(app):
+            task = asyncio.create_task(app(scope, receive, send))
+            for _ in range(20 * offered):  # ample turns of the loop to read every command
+                await asyncio.sleep(0)
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+
+    asyncio.run(scenario())
+    assert consumed - 1 <= queue_size // 2 + 1  # the connect, then commands up to half
+
+
 def test_ws_subscription_limit(tmp_path: Any) -> None:
     node = open_node_for(tmp_path)
     app = create_app(node, ws_max_subscriptions=2)
@@ -466,6 +531,28 @@ def test_ws_subscription_limit(tmp_path: Any) -> None:
             assert ws.receive_json()["status"] == "success"
             ws.send_json({"command": "subscribe", "owner": gus.address, "tablename": "c"})
             assert ws.receive_json()["status"] == "success"
+
+
+def test_ws_connection_limit(node: Node) -> None:
+    # The per-connection subscription limit bounds nothing if one client can open
+    # connections without end: past the limit a connection is told so and closed (1013).
+    from starlette.websockets import WebSocketDisconnect
+
+    app = create_app(node, manage_node=False, ws_max_connections=2)
+    subscribe = {"command": "subscribe", "transaction": "ef" * 32, "id": 1}
+    with TestClient(app) as http:
+        with http.websocket_connect("/ws") as first, http.websocket_connect("/ws") as second:
+            with http.websocket_connect("/ws") as third:
+                assert third.receive_json()["error"] == "tooManyConnections"
+                with pytest.raises(WebSocketDisconnect) as closed:
+                    third.receive_json()
+                assert closed.value.code == 1013
+            for ws in (first, second):
+                ws.send_json(subscribe)
+                assert ws.receive_json()["status"] == "success"
+        with http.websocket_connect("/ws") as again:  # the closed ones no longer count
+            again.send_json(subscribe)
+            assert again.receive_json()["status"] == "success"
 
 
 def test_a_clean_shutdown_commits_the_queue(tmp_path: Any) -> None:

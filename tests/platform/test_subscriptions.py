@@ -110,3 +110,32 @@ def test_duplicate_events_of_a_transaction_are_delivered_once() -> None:
         assert sub.queue.qsize() == 1
 
     asyncio.run(scenario())
+
+
+def test_an_event_crosses_to_the_loop_once_for_all_its_subscribers() -> None:
+    # Each hand-over to the loop costs the committing thread a lock and a wake-up write: many
+    # subscribers to one table must not multiply them.
+    async def scenario() -> None:
+        loop = asyncio.get_running_loop()
+        handovers = 0
+        real = loop.call_soon_threadsafe
+
+        def counting(callback: Any, *args: Any) -> Any:
+            nonlocal handovers
+            handovers += 1
+            return real(callback, *args)
+
+        loop.call_soon_threadsafe = counting  # type: ignore[method-assign]
+        node = FakeNode()
+        hub = EventHub(node, loop)  # type: ignore[arg-type]
+        hub.start()
+        subs = [sub for _ in range(50) if (sub := hub.connect()) is not None]
+        for sub in subs:
+            hub.subscribe_table(sub, OWNER, "t")
+        node.emit_from_thread([Event("table", "db_success", TX, 1, "tesSUCCESS", "", OWNER, "t")])
+        await asyncio.sleep(0.05)
+        assert handovers == 1
+        assert len(subs) == 50
+        assert all(_drain(sub.queue)[0]["transaction"] == TX for sub in subs)
+
+    asyncio.run(scenario())
