@@ -7,8 +7,10 @@ more than it saves).
 
 from __future__ import annotations
 
+import logging
 import os
 from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from multiprocessing import get_context
 from typing import Any
 
@@ -18,6 +20,7 @@ from tablechain.ledger.transactions import CryptoSuite, SignedTransaction, parse
 __all__ = ["ParallelVerifier", "verify_chunk"]
 
 _INLINE_BELOW = 64
+log = logging.getLogger(__name__)
 
 
 def verify_chunk(
@@ -61,13 +64,21 @@ class ParallelVerifier:
             return verify_chunk(txs, suite.name, network_id, True, trusted)
         size = -(-len(txs) // self.workers)
         chunks = [txs[i : i + size] for i in range(0, len(txs), size)]
-        pool = self._get_pool()
-        futures = [
-            pool.submit(verify_chunk, c, suite.name, network_id, False, trusted) for c in chunks
-        ]
-        out: list[SignedTransaction | TablechainError] = []
-        for f in futures:
-            out.extend(f.result())
+        try:
+            pool = self._get_pool()
+            futures = [
+                pool.submit(verify_chunk, c, suite.name, network_id, False, trusted)
+                for c in chunks
+            ]
+            out: list[SignedTransaction | TablechainError] = []
+            for f in futures:
+                out.extend(f.result())
+        except BrokenProcessPool:
+            # A worker died (killed, out of memory): a broken pool stays broken, so drop it (the
+            # next batch starts a new one) and check this batch here rather than fail it.
+            log.warning("a signature-verification worker died; restarting the pool")
+            self._discard_pool()
+            return verify_chunk(txs, suite.name, network_id, True, trusted)
         for sent, result in zip(txs, out, strict=True):
             if isinstance(result, SignedTransaction):
                 object.__setattr__(result, "json", sent)  # the very object that was verified
@@ -83,6 +94,11 @@ class ParallelVerifier:
                 starts.append(pool.submit(verify_chunk, nothing, "international", 0))
             for f in starts:
                 f.result()
+
+    def _discard_pool(self) -> None:
+        if self._pool is not None:
+            self._pool.shutdown(wait=False, cancel_futures=True)
+            self._pool = None
 
     def close(self) -> None:
         if self._pool is not None:

@@ -174,6 +174,28 @@ def test_one_account_cannot_fill_the_pool(tmp_path):
     n.stop()
 
 
+def test_a_dead_verification_worker_costs_no_batch(node):
+    """A worker killed (say, out of memory) breaks a process pool for good: the batch is
+    checked in the node instead, and the next batch gets a new pool."""
+    import os
+    import signal
+
+    key = generate_private_key()
+    node.submit(create(key))
+    node.produce_block()
+    node.verifier.workers = 2
+    node.warm_up()
+    pool = node.verifier._pool
+    assert pool is not None
+    for pid in list(pool._processes):  # type: ignore[union-attr]
+        os.kill(pid, signal.SIGKILL)
+    first = node.submit_many([insert(key, i + 2, i) for i in range(70)])
+    assert not [r for r in first if isinstance(r, TablechainError)]
+    second = node.submit_many([insert(key, i + 72, i + 70) for i in range(70)])
+    assert not [r for r in second if isinstance(r, TablechainError)]
+    assert node.verifier._pool is not None and node.verifier._pool is not pool
+
+
 def test_submit_many_verifies_in_parallel_and_reports_each(node):
     key = generate_private_key()
     node.submit(create(key))
