@@ -225,6 +225,26 @@ class Client:
     def tx(self, tx_hash: str) -> dict[str, Any]:
         return dict(self.call("tx", {"transaction": tx_hash}))
 
+    def tx_proof(self, tx_hash: str) -> dict[str, Any]:
+        """The node's proof of a committed transaction (unchecked: see ``verified_tx``)."""
+        return dict(self.call("tx_proof", {"transaction": tx_hash}))
+
+    def verified_tx(self, tx_hash: str, genesis: Any,
+                    trusted_block_hash: str | None = None) -> dict[str, Any]:
+        """A committed transaction's outcome, proven rather than believed: its signature, its
+        place in its block and its receipt's are checked against the block header, and the
+        header against the block's quorum certificate and ``genesis``' validators (or against
+        ``trusted_block_hash`` on a chain without validators). Raises ``ClientError`` with code
+        ``proofInvalid`` if the node's answer does not hold."""
+        from tablechain.ledger.proofs import verify_tx_proof
+
+        try:
+            return verify_tx_proof(self.tx_proof(tx_hash), genesis, trusted_block_hash)
+        except ClientError:
+            raise
+        except TablechainError as exc:
+            raise ClientError(exc.message, exc.code) from None
+
     def table_info(self, owner: str, name: str) -> dict[str, Any]:
         return dict(self.call("table_info", {"owner": owner, "tablename": name}))
 

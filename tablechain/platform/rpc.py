@@ -5,6 +5,8 @@ Methods (params are one JSON object, or a one-element array holding it):
 ==============  =====================================================================
 submit          a signed transaction (or ``{"tx_json": tx}``) -> queued, with its hash
 tx              ``{"transaction": hash}`` -> the committed record, or txnNotFound
+tx_proof        ``{"transaction": hash}`` -> the record with its block header, Merkle paths and
+                certificate, for ``tablechain.ledger.proofs.verify_tx_proof``
 ledger          ``{"ledger_index": n | "closed", "expand": bool}`` -> one block
 ledger_closed   -> the head's hash and index
 server_info     -> chain, suite, network id, head, mempool size, block cutting
@@ -66,8 +68,8 @@ _THREAD_PARSE_BYTES = 64 * 1024
 _PARAM_CODES = frozenset({"invalidParams", "temMALFORMED"})
 _MISSING = object()
 
-METHODS = ("submit", "tx", "ledger", "ledger_closed", "server_info", "account_info", "r_get",
-           "table_auth", "table_info", "g_dbname")
+METHODS = ("submit", "tx", "tx_proof", "ledger", "ledger_closed", "server_info", "account_info",
+           "r_get", "table_auth", "table_info", "g_dbname")
 
 
 # --- params ----------------------------------------------------------------------------------
@@ -162,6 +164,12 @@ class RpcMethods:
             if bytes.fromhex(tx_hash) in self.node.mempool:
                 raise NotFound(f"transaction {tx_hash} is queued, not yet in a block") from None
             raise
+
+    def tx_proof(self, params: Any) -> dict[str, Any]:
+        from tablechain.ledger.proofs import tx_proof
+
+        p = _object_params(params, "tx_proof")
+        return tx_proof(self.node.ledger, _hash_param(p, "tx_proof", "transaction", "hash"))
 
     def ledger(self, params: Any) -> dict[str, Any]:
         from tablechain.ledger.errors import NotFound

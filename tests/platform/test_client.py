@@ -257,3 +257,31 @@ def test_submit_many_batches_are_checked_together_and_answered_in_order(
     for a in answers[:7]:
         assert isinstance(a, dict) and alice.wait(a["hash"])["result"] == "tesSUCCESS"
     assert sorted(r["id"] for r in alice.get(alice.address, "bulk")) == list(range(7))
+
+
+def test_verified_tx_proves_an_outcome_and_refuses_a_lie(alice: Client,
+                                                         server: BackgroundServer) -> None:
+    record = alice.create_table("proved", FIELDS)
+    genesis = server.node.ledger.genesis
+    block_hash = alice.ledger(record["ledger_index"])["ledger_hash"]
+    proven = alice.verified_tx(record["hash"], genesis, trusted_block_hash=block_hash)
+    assert proven["result"] == "tesSUCCESS" and proven["block_hash"] == block_hash
+    # A single node certifies nothing: without a trusted block hash there is no anchor.
+    with pytest.raises(ClientError) as no_anchor:
+        alice.verified_tx(record["hash"], genesis)
+    assert no_anchor.value.code == "proofInvalid"
+    # A node that reports another outcome is caught.
+    honest = alice.tx_proof
+
+    def lying(tx_hash: str) -> dict[str, Any]:
+        proof = honest(tx_hash)
+        proof["receipt"]["result"] = "tefBAD_AUTH_NO"
+        return proof
+
+    alice.tx_proof = lying  # type: ignore[method-assign]
+    with pytest.raises(ClientError) as lie:
+        alice.verified_tx(record["hash"], genesis, trusted_block_hash=block_hash)
+    assert lie.value.code == "proofInvalid"
+    with pytest.raises(ClientError) as unknown:
+        honest("ab" * 32)
+    assert unknown.value.code == "txnNotFound"
