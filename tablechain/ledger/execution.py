@@ -543,12 +543,23 @@ class TableExecutor:
             raise InvalidTransaction("NameInDB is assigned by the chain on create")
         if ctx.tables.find(owner, st.table.name) is not None:
             raise TableExists(f"table {st.table.name!r} already exists")
+        token = sealed = None
         if st.token is not None:
-            return self._create_confidential(ctx, st, txenv, strict, owner)
-        if not isinstance(st.raw, list):
-            raise BadField("a create's Raw is the list of field definitions")
-        fields = parse_fields(st.raw)
-        parse_rule(st.operation_rule, fields)
+            # Confidential: Token is the table key wrapped to the owner, Raw the field
+            # definitions sealed with it (both opaque here); rows go into CONFIDENTIAL_FIELDS.
+            token = _sealed_hex(st.token, "Token", MAX_TOKEN_BYTES)
+            sealed = _sealed_hex(st.raw, "the Raw of a confidential create (sealed fields)")
+            if st.operation_rule is not None:
+                raise ConfidentialTable(
+                    "a confidential table cannot carry an OperationRule: validators cannot "
+                    "read its rows"
+                )
+            raw_fields: tuple[Any, ...] = CONFIDENTIAL_FIELDS
+        else:
+            if not isinstance(st.raw, list):
+                raise BadField("a create's Raw is the list of field definitions")
+            parse_rule(st.operation_rule, parse_fields(st.raw))
+            raw_fields = tuple(st.raw)
         name_in_db = ctx.env.suite.hash(
             canonical_json([owner, st.table.name, txenv.tx_hash])
         ).hex()[:40]
@@ -559,46 +570,8 @@ class TableExecutor:
             owner,
             st.table.name,
             name_in_db,
-            tuple(st.raw),
+            raw_fields,
             st.operation_rule,
-            None,
-            pointer,
-            ctx.env.height,
-        )
-        ctx.tables.save(meta)
-        ctx.tables.create_physical(meta)
-        return {"table": st.table.name, "NameInDB": name_in_db}
-
-    def _create_confidential(
-        self,
-        ctx: ExecutionContext,
-        st: TableListSet,
-        txenv: TxEnvironment,
-        strict: bool,
-        owner: str,
-    ) -> dict[str, Any]:
-        """A confidential table: ``Token`` is its key wrapped to the owner, ``Raw`` its field
-        definitions sealed with that key (both opaque here); the rows go into
-        ``CONFIDENTIAL_FIELDS`` records."""
-        token = _sealed_hex(st.token, "Token", MAX_TOKEN_BYTES)
-        sealed = _sealed_hex(st.raw, "the Raw of a confidential create (sealed fields)")
-        if st.operation_rule is not None:
-            raise ConfidentialTable(
-                "a confidential table cannot carry an OperationRule: validators cannot read "
-                "its rows"
-            )
-        name_in_db = ctx.env.suite.hash(
-            canonical_json([owner, st.table.name, txenv.tx_hash])
-        ).hex()[:40]
-        pointer = ctx.env.suite.hash(canonical_json(st.raw)).hex()
-        if (strict or st.strict_mode) and st.tx_check_hash != pointer:
-            raise StrictModeMismatch(f"TxCheckHash {st.tx_check_hash} != {pointer}")
-        meta = TableMeta(
-            owner,
-            st.table.name,
-            name_in_db,
-            CONFIDENTIAL_FIELDS,
-            None,
             token,
             pointer,
             ctx.env.height,
@@ -606,7 +579,10 @@ class TableExecutor:
         )
         ctx.tables.save(meta)
         ctx.tables.create_physical(meta)
-        return {"table": st.table.name, "NameInDB": name_in_db, "confidential": True}
+        details: dict[str, Any] = {"table": st.table.name, "NameInDB": name_in_db}
+        if token is not None:
+            details["confidential"] = True
+        return details
 
     def _alter(
         self, ctx: ExecutionContext, st: TableListSet, txenv: TxEnvironment, strict: bool

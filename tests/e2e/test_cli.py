@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import stat
@@ -192,15 +193,24 @@ def _committed(srv: BackgroundServer, tx_hash: str) -> bool:
     return True
 
 
-def test_node_rebuild_to_a_height(tmp_path: Path) -> None:
+@contextlib.contextmanager
+def _served_table(tmp_path: Path, inserts: list[str]) -> Iterator[tuple[Path, Any]]:
+    """A node in ``tmp_path/node`` serving table ``r`` after the given inserts (one each)."""
     datadir = tmp_path / "node"
     settings = init_datadir(datadir, max_block_wait_ms=5)
     key, _ = new_key(tmp_path, "k")
     with serve_in_thread(open_node(settings)) as srv:
         a = ["--url", srv.url, "--key", str(key)]
         run("table", "create", "r", FIELDS, *a)
-        for i in range(3):
-            run("table", "insert", "r", json.dumps([{"id": i, "name": str(i)}]), *a)
+        for rows in inserts:
+            run("table", "insert", "r", rows, *a)
+        yield datadir, settings
+
+
+def test_node_rebuild_to_a_height(tmp_path: Path) -> None:
+    with _served_table(tmp_path, [json.dumps([{"id": i, "name": str(i)}]) for i in range(3)]
+                       ) as (datadir, settings):
+        pass
     ledger = Ledger(settings.resolved_db_url, load_genesis(settings))
     try:
         head = ledger.height
@@ -229,13 +239,8 @@ def test_node_rebuild_to_a_height(tmp_path: Path) -> None:
 def test_node_verify_finds_an_edit_behind_the_chain(tmp_path: Path) -> None:
     import sqlite3
 
-    datadir = tmp_path / "node"
-    settings = init_datadir(datadir, max_block_wait_ms=5)
-    key, _ = new_key(tmp_path, "k")
-    with serve_in_thread(open_node(settings)) as srv:
-        a = ["--url", srv.url, "--key", str(key)]
-        run("table", "create", "r", FIELDS, *a)
-        run("table", "insert", "r", '[{"id":1,"name":"one"},{"id":2,"name":"two"}]', *a)
+    with _served_table(tmp_path, ['[{"id":1,"name":"one"},{"id":2,"name":"two"}]']
+                       ) as (datadir, settings):
         # Verifying a running node reads one snapshot.
         assert run_json("node", "verify", str(datadir), "--signatures")["ok"] is True
     shown = run("node", "verify", str(datadir)).stdout

@@ -76,20 +76,26 @@ def create_table(key: PrivateKey, seq: int = 1) -> dict:
                              "Raw": FIELDS}, key)
 
 
-def test_a_header_sent_with_other_transactions_never_hides_the_real_block(chain):
-    """A proposal's signature and a quorum certificate cover the header hash, not the block's
-    bytes: a peer can send the real header with other transactions. That block is invalid, and
-    the verdict must not stick to the header: the real block, from an honest peer, still
-    validates and commits (a victim that cached "invalid" by header hash stayed at that height
-    for good), and the altered one is refused even while the real one is executed and held."""
-    proposer = chain.validator(0, "proposer")
+def _proposed(chain, proposer_index: int):  # type: ignore[no-untyped-def]
+    """A validator's real proposal of block 1 (one transaction), a victim at height 0, and the
+    header of the proposal with its transactions swapped for none."""
+    proposer = chain.validator(proposer_index, "proposer")
     victim = chain.validator(3, "victim")
     proposer.submit(create_table(generate_private_key()))
     real = proposer.app.propose_block(1, None)
     assert real is not None
     header, raw = decode_block(real.block)
     assert len(raw) == 1
-    altered = frame_block(canonical_json(header.to_json()), [])
+    return proposer, victim, real, header, frame_block(canonical_json(header.to_json()), [])
+
+
+def test_a_header_sent_with_other_transactions_never_hides_the_real_block(chain):
+    """A proposal's signature and a quorum certificate cover the header hash, not the block's
+    bytes: a peer can send the real header with other transactions. That block is invalid, and
+    the verdict must not stick to the header: the real block, from an honest peer, still
+    validates and commits (a victim that cached "invalid" by header hash stayed at that height
+    for good), and the altered one is refused even while the real one is executed and held."""
+    proposer, victim, real, header, altered = _proposed(chain, 0)
     root = bytes.fromhex(header.state_root)
 
     assert victim.app.validate_block(1, altered) is None
@@ -147,16 +153,10 @@ def test_a_proposal_relayed_with_other_block_bytes_is_refused_and_the_real_one_w
     from tablechain.ledger.consensus import Broadcast, EquivocationDetected
     from tablechain.ledger.consensus.messages import PREVOTE, Proposal, Vote, sign_proposal
 
-    proposer = chain.validator(1, "proposer")
-    victim = chain.validator(3, "victim")
-    proposer.submit(create_table(generate_private_key()))
-    real = proposer.app.propose_block(1, None)
-    assert real is not None
-    header, _ = decode_block(real.block)
+    _, victim, real, _, swapped = _proposed(chain, 1)
     cid = chain.genesis.hash()
     signed = sign_proposal(chain.keys[1], cid, "v1", 1, 0, real.block_hash, real.block, -1)
-    altered = Proposal(1, 0, real.block_hash, frame_block(canonical_json(header.to_json()), []),
-                       -1, "v1", signed.signature)
+    altered = Proposal(1, 0, real.block_hash, swapped, -1, "v1", signed.signature)
     out = victim.machine.step(MessageReceived(altered))
     assert not [o for o in out if isinstance(o, EquivocationDetected)
                 or (isinstance(o, Broadcast) and isinstance(o.message, Vote))]

@@ -12,6 +12,7 @@ from starlette.testclient import TestClient
 from tablechain.crypto import PrivateKey, address_to_text, generate_private_key
 from tablechain.ledger.node import Node
 from tablechain.ledger.transactions import sign_transaction
+from tablechain.platform.client import Client
 from tablechain.platform.config import NodeSettings, init_datadir, open_node
 from tablechain.platform.rpc import create_app
 from tablechain.platform.server import BackgroundServer, serve_in_thread
@@ -106,3 +107,14 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[BackgroundServe
     node = open_node(make_settings(tmp_path_factory.mktemp("served")))
     with serve_in_thread(node) as srv:
         yield srv
+
+
+@pytest.fixture()
+def alice(server: BackgroundServer) -> Client:
+    """A client with a fresh key, on the module's real server."""
+    return Client(server.url, generate_private_key())
+
+
+@pytest.fixture()
+def bob(server: BackgroundServer) -> Client:
+    return Client(server.url, generate_private_key())

@@ -29,16 +29,6 @@ FIELDS = [{"field": "id", "type": "int", "PK": 1}, {"field": "name", "type": "va
           {"field": "age", "type": "int"}]
 
 
-@pytest.fixture()
-def alice(server: BackgroundServer) -> Client:
-    return Client(server.url, generate_private_key())
-
-
-@pytest.fixture()
-def bob(server: BackgroundServer) -> Client:
-    return Client(server.url, generate_private_key())
-
-
 def ids(rows: list[dict[str, Any]]) -> list[int]:
     return [r["id"] for r in rows]
 

@@ -24,16 +24,6 @@ FIELDS = [
 SECRET = "hypertension-stage-2-confidential-marker"
 
 
-@pytest.fixture()
-def alice(server: BackgroundServer) -> Client:
-    return Client(server.url, generate_private_key())
-
-
-@pytest.fixture()
-def bob(server: BackgroundServer) -> Client:
-    return Client(server.url, generate_private_key())
-
-
 def _db_bytes(server: BackgroundServer) -> bytes:
     """Everything the node's SQLite files hold (database and write-ahead log)."""
     path = Path(server.node.ledger.url.removeprefix("sqlite:///"))
