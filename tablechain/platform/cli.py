@@ -294,12 +294,9 @@ def node_verify(
     chain's hashes from the stored blocks; exit 2 if anything was changed outside the chain.
 
     Safe on a running node (reads one snapshot)."""
-    from tablechain.ledger.chain import Ledger
     from tablechain.ledger.integrity import verify_ledger
-    from tablechain.platform.config import load_genesis, load_settings
 
-    settings = load_settings(datadir)
-    ledger = Ledger(settings.resolved_db_url, load_genesis(settings))
+    ledger = _open_ledger(datadir)
     try:
         report = verify_ledger(ledger, blocks=not no_blocks, signatures=signatures)
     finally:
@@ -362,6 +359,69 @@ def node_follow(
                 stop.set()
     finally:
         ledger.close()
+
+
+def _open_ledger(datadir: Path) -> Any:
+    from tablechain.ledger.chain import Ledger
+    from tablechain.platform.config import load_genesis, load_settings
+
+    settings = load_settings(datadir)
+    return Ledger(settings.resolved_db_url, load_genesis(settings))
+
+
+@node_app.command("dump")
+@_handled
+def node_dump(
+    datadir: Annotated[Path, typer.Argument(help="The node's data directory.")],
+    owner: Annotated[str, typer.Option("--owner", help="The table's owner.")],
+    table: Annotated[str, typer.Option("--table", help="The table, as it is called now.")],
+    out_file: Annotated[Path, typer.Option(
+        "--out", help="JSON-lines file; if it exists, the dump resumes after its last line.")],
+    as_json: JsonOpt = False,
+) -> None:
+    """Write a table's operation log (every successful statement on it since its create,
+    across renames and schema changes) as JSON lines."""
+    from tablechain.ledger.history import dump_table
+
+    ledger = _open_ledger(datadir)
+    try:
+        written = dump_table(ledger, owner, table, out_file)
+    finally:
+        ledger.close()
+    _show({"written": written, "file": str(out_file)}, "dumped", as_json)
+
+
+@node_app.command("audit")
+@_handled
+def node_audit(
+    datadir: Annotated[Path, typer.Argument(help="The node's data directory.")],
+    owner: Annotated[str, typer.Option("--owner", help="The table's owner.")],
+    table: Annotated[str, typer.Option("--table", help="The table, as it is called now.")],
+    fields: Annotated[str, typer.Option("--fields", help="Fields to audit, e.g. name,salary")],
+    where: Annotated[str | None, typer.Option(
+        "--where", help='Rows to audit, a condition such as \'{"id": 1}\' (default: all).')
+    ] = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Every transaction that changed those fields of those rows, with values before and after
+    (re-executes the chain in a scratch database)."""
+    from tablechain.ledger.history import audit_table
+
+    condition = None if where is None else _json_arg(where, "--where")
+    names = [f.strip() for f in fields.split(",") if f.strip()]
+    ledger = _open_ledger(datadir)
+    try:
+        found = audit_table(ledger, owner, table, names, condition)
+    finally:
+        ledger.close()
+    if as_json:
+        _print_json(found)
+        return
+    rows = [{"ledger_index": c["ledger_index"], "hash": c["hash"][:16], "account": c["account"],
+             "row": x["row"], "field": x["field"], "before": x["before"], "after": x["after"]}
+            for c in found for x in c["changes"]]
+    out.print(rows_table(rows))
+    out.print(f"{len(found)} transaction(s) changed {', '.join(names)} of {table}")
 
 
 # --- accounts ----------------------------------------------------------------------------------

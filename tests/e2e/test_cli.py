@@ -257,6 +257,27 @@ def test_node_verify_finds_an_edit_behind_the_chain(tmp_path: Path) -> None:
     assert report["ok"] is False and [p["kind"] for p in report["problems"]] == ["table"]
 
 
+def test_node_dump_and_audit(tmp_path: Path) -> None:
+    with _served_table(tmp_path, ['[{"id":1,"name":"one"}]', '[{"id":2,"name":"two"}]']
+                       ) as (datadir, _):
+        pass
+    ledger = Ledger(load_settings(datadir).resolved_db_url, load_genesis(load_settings(datadir)))
+    try:
+        account = ledger.block(1)["transactions"][0]["Account"]
+    finally:
+        ledger.close()
+    out = tmp_path / "r.jsonl"
+    args = [str(datadir), "--owner", account, "--table", "r"]
+    assert run_json("node", "dump", *args, "--out", str(out))["written"] == 3
+    assert [json.loads(x)["op_type"] for x in out.read_text().splitlines()] == [1, 6, 6]
+    found = run_json("node", "audit", *args, "--fields", "name", "--where", '{"id": 2}')
+    assert [[x["after"] for x in c["changes"]] for c in found] == [["two"]]
+    shown = run("node", "audit", *args, "--fields", "name").stdout
+    assert "2 transaction(s) changed name of r" in shown
+    assert "tefTABLE_NOTEXIST" in run("node", "dump", str(datadir), "--owner", account,
+                                      "--table", "nope", "--out", str(out), code=1).stderr
+
+
 def test_main_returns_exit_codes() -> None:
     assert main(["--help"]) == 0
     assert main(["node", "status", "--url", "http://127.0.0.1:9"]) == 1
