@@ -226,15 +226,21 @@ def _templates(owner: str) -> list[dict[str, Any]]:
         {"TransactionType": "TableListSet", "OpType": 3,
          "Tables": [{"Table": {"TableName": "t", "TableNewName": "t2"}}]},
         tls("u", 2), tls("t", 17, Raw=[{"field": "name"}]),
+        # A confidential table: sealed definitions and rows, Tokens (opaque hex to a node).
+        tls("c", 1, Raw="ab" * 40, Token="cd" * 50),
+        tls("c", 11, User="0x" + "11" * 20, Raw=[{"select": True, "insert": True}],
+            Token="ef" * 40),
+        sql("c", 6, "0123" * 20), sql("c", 8, [{"id": 1}, {}]),
     ]
 
 
 _ODD = [None, True, False, 0, -1, 1, 2, 3, 2**63, 2**70, "", "x", "a%", "1.505", "-0.01",
         "$account", "$tx_hash", "everyone", [], {}, [1], [{}], {"$gt": 1}, {"$in": [1, 2]},
         {"$like": "%"}, {"$regex": "("}, {"$or": [{"id": 1}, {}]}, "t", "r", "u", "t2", "name",
-        "id", "account", "amt"]
+        "id", "account", "amt", "c", "00", "ABCD", "ab" * 70000]
 _KEYS = ["id", "name", "amt", "account", "Raw", "Owner", "User", "OperationRule", "Fields",
-         "Condition", "Count", "$limit", "$order", "AutoFillField", "StrictMode", "TxCheckHash"]
+         "Condition", "Count", "$limit", "$order", "AutoFillField", "StrictMode", "TxCheckHash",
+         "Token"]
 
 
 def _mutate(rng: random.Random, value: Any, templates: list[dict[str, Any]], depth: int = 0) -> Any:
@@ -300,6 +306,6 @@ def test_mutated_transactions_execute_alike_everywhere_and_never_break_a_block(t
     seen = _run_everywhere(three_backends, blocks)
     results = [r for _, rs in seen["sqlite"] for r in rs]
     assert "tefEXCEPTION" not in results
-    assert results.count("tesSUCCESS") > 25 and len(set(results)) > 5
+    assert results.count("tesSUCCESS") > 20 and len(set(results)) > 5
     assert seen["postgres"] == seen["sqlite"]
     assert seen["mariadb"] == seen["sqlite"]
