@@ -17,6 +17,10 @@ opened by a node, and no secret ever leaves a client.
   A token is ``tag (1) || body``; the tag names the method, so a token wrapped for another
   kind of key is refused with a clear error instead of failing obscurely.
 
+Field-level encryption (``seal_for`` / ``open_for``): one value sealed with a fresh key that is
+wrapped to each of a list of public keys, for a field of an ordinary table (a blob holding
+``02 || count (1) || per recipient: address (20) || token length (2) || token || sealed``).
+
 ``cryptography`` gives ECDH, X25519, HKDF, AES-GCM and SM4-GCM; the only arithmetic written here
 is the Edwards-to-Montgomery map of a public key (``cryptography`` has no call for it).
 """
@@ -43,6 +47,8 @@ __all__ = [
     "open_sealed",
     "wrap_key",
     "unwrap_key",
+    "seal_for",
+    "open_for",
 ]
 
 KEY_BYTES = {"international": 32, "national": 16}  # AES-256 / SM4
@@ -195,3 +201,45 @@ def unwrap_key(token: bytes, key: PrivateKey) -> bytes:
         raise CryptoError("this token does not open with this key") from None
     _suite_of(table_key)
     return table_key
+
+
+# --- field-level encryption ---------------------------------------------------------------------
+
+_FIELD_VERSION = 2
+MAX_RECIPIENTS = 255
+
+
+def seal_for(plaintext: bytes, recipients: list[PublicKey], suite: str) -> bytes:
+    """``plaintext`` readable only by the holders of ``recipients``' private keys: sealed with
+    a fresh key of ``suite``, that key wrapped to each recipient (named by address)."""
+    if not 1 <= len(recipients) <= MAX_RECIPIENTS:
+        raise CryptoError(f"seal for 1 to {MAX_RECIPIENTS} public keys")
+    key = new_table_key(suite)
+    parts = [bytes([_FIELD_VERSION, len(recipients)])]
+    for recipient in recipients:
+        token = wrap_key(key, recipient)
+        parts += [recipient.address(), len(token).to_bytes(2, "big"), token]
+    parts.append(seal(key, plaintext))
+    return b"".join(parts)
+
+
+def open_for(blob: bytes, key: PrivateKey) -> bytes:
+    """The plaintext of ``seal_for``'s blob, opened with one recipient's private key;
+    ``CryptoError`` if it was not sealed for that key or was altered."""
+    if len(blob) < 2 or blob[0] != _FIELD_VERSION:
+        raise CryptoError("not a value sealed for a list of keys")
+    address = key.address()
+    pos, mine = 2, None
+    for _ in range(blob[1]):
+        if pos + 22 > len(blob):
+            raise CryptoError("a sealed value is cut short")
+        who, size = blob[pos : pos + 20], int.from_bytes(blob[pos + 20 : pos + 22], "big")
+        token = blob[pos + 22 : pos + 22 + size]
+        if len(token) != size:
+            raise CryptoError("a sealed value is cut short")
+        if who == address:
+            mine = token
+        pos += 22 + size
+    if mine is None:
+        raise CryptoError("this value was not sealed for this key")
+    return open_sealed(unwrap_key(mine, key), blob[pos:])

@@ -513,23 +513,53 @@ class Client:
         sealed = self.table_info(owner, name)["sealed"]
         return list(parse_json(open_sealed(key, bytes.fromhex(sealed))))
 
+    def _public_key(self, public_key: Any) -> Any:
+        """A ``PublicKey``, or one from its hex (the scheme told by the chain's suite)."""
+        from tablechain.crypto import public_key_from_bytes
+        from tablechain.crypto.keys import PublicKey
+        from tablechain.ledger.transactions import CryptoSuite
+
+        if isinstance(public_key, PublicKey):
+            return public_key
+        try:
+            raw = bytes.fromhex(str(public_key))
+            scheme = CryptoSuite(str(self._chain()["suite"])).scheme_for_key(raw)
+            return public_key_from_bytes(scheme, raw)
+        except (ValueError, TablechainError):
+            raise ClientError("public_key is not a public key (hex)",
+                              "clientBadPublicKey") from None
+
+    def seal_value(self, value: Any, readers: Sequence[Any] = ()) -> str:
+        """Field-level encryption: ``value`` (any JSON value) sealed for this account and
+        ``readers`` (public keys or their hex), as hex for a ``blob`` field of any table.
+        Nodes store and order it but cannot read it; ``open_value`` opens it."""
+        from tablechain.crypto.envelope import seal_for
+
+        keys = [self._key().public_key, *(self._public_key(r) for r in readers)]
+        try:
+            return seal_for(canonical_json(value), keys, str(self._chain()["suite"])).hex()
+        except TablechainError as exc:
+            raise ClientError(exc.message, exc.code) from None
+
+    def open_value(self, sealed: str) -> Any:
+        """The value of ``seal_value``'s hex, opened with this account's key."""
+        from tablechain.crypto import parse_json
+        from tablechain.crypto.envelope import open_for
+
+        try:
+            return parse_json(open_for(bytes.fromhex(sealed), self._key()))
+        except ValueError:
+            raise ClientError("a sealed value is hex", "clientBadSealedValue") from None
+        except TablechainError as exc:
+            raise ClientError(exc.message, exc.code) from None
+
     def grant_confidential(self, name: str, user: str, public_key: Any, *, wait: bool = True,
                            **flags: bool) -> dict[str, Any]:
         """Grant ``user`` on a confidential table of this account, with the table key wrapped to
         ``user``'s ``public_key`` (a ``PublicKey`` or its hex; it must be ``user``'s)."""
-        from tablechain.crypto import public_key_from_bytes
         from tablechain.crypto.envelope import wrap_key
-        from tablechain.crypto.keys import PublicKey
-        from tablechain.ledger.transactions import CryptoSuite
 
-        if not isinstance(public_key, PublicKey):
-            try:
-                raw = bytes.fromhex(str(public_key))
-                scheme = CryptoSuite(str(self._chain()["suite"])).scheme_for_key(raw)
-                public_key = public_key_from_bytes(scheme, raw)
-            except (ValueError, TablechainError):
-                raise ClientError("public_key is not a public key (hex)",
-                                  "clientBadPublicKey") from None
+        public_key = self._public_key(public_key)
         if address_to_text(public_key.address()) != user:
             raise ClientError(f"that public key does not belong to {user}", "clientBadPublicKey")
         token = wrap_key(self.confidential_key(self.address, name), public_key)

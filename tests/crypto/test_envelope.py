@@ -144,3 +144,24 @@ def test_a_node_never_loads_the_envelope() -> None:
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          check=True).stdout
     assert out.strip() == "False"
+
+
+@pytest.mark.parametrize("suite", ["international", "national"])
+def test_a_field_value_sealed_for_several_keys_opens_for_each_and_no_other(suite: str) -> None:
+    from tablechain.crypto.envelope import open_for, seal_for
+
+    schemes = ["sm2"] if suite == "national" else ["secp256k1", "ed25519"]
+    readers = [generate_private_key(schemes[i % len(schemes)]) for i in range(3)]
+    blob = seal_for(b"salary: 12,000", [k.public_key for k in readers], suite)
+    assert all(open_for(blob, k) == b"salary: 12,000" for k in readers)
+    with pytest.raises(CryptoError, match="not sealed for this key"):
+        open_for(blob, generate_private_key(schemes[0]))
+    tampered = bytearray(blob)
+    tampered[-3] ^= 1
+    with pytest.raises(CryptoError):
+        open_for(bytes(tampered), readers[0])
+    for bad in (b"", blob[:30], b"\x01" + blob[1:]):
+        with pytest.raises(CryptoError):
+            open_for(bad, readers[0])
+    with pytest.raises(CryptoError):
+        seal_for(b"x", [], suite)

@@ -130,3 +130,23 @@ def test_a_grant_for_another_key_is_refused_by_the_client_and_tokens_are_per_acc
         alice.insert_confidential("notes", [{"nope": 1}])
     assert unknown.value.code == "temBAD_FIELD"
 
+
+
+def test_field_level_encryption_in_an_ordinary_table(alice: Client, bob: Client) -> None:
+    """One column sealed for chosen readers; the other columns stay queryable in clear."""
+    fields = [{"field": "id", "type": "int", "PK": 1},
+              {"field": "secret", "type": "blob", "length": 4096}]
+    alice.create_table("mixed", fields)
+    alice.grant("mixed", "everyone", select=True)
+    sealed = alice.seal_value({"salary": 12000}, [bob._key().public_key.to_bytes().hex()])
+    alice.insert("mixed", [{"id": 1, "secret": sealed}])
+    [row] = bob.get(alice.address, "mixed", [[], {"id": 1}])
+    assert bob.open_value(row["secret"]) == {"salary": 12000}
+    assert alice.open_value(row["secret"]) == {"salary": 12000}
+    carol = Client(alice.url, generate_private_key())
+    with pytest.raises(ClientError) as shut_out:
+        carol.open_value(carol.get(alice.address, "mixed")[0]["secret"])
+    assert "not sealed for this key" in shut_out.value.message
+    with pytest.raises(ClientError) as not_hex:
+        bob.open_value("zz")
+    assert not_hex.value.code == "clientBadSealedValue"
