@@ -3,7 +3,9 @@
 It starts a real node process (``tablechain node start``) on a temporary data directory,
 creates the seed's ``tableWithRule`` with its OperationRule, grants a second account, inserts
 and reads as both (showing the ``Get`` rule and the ``$account`` / ``$tx_hash`` filling), shows
-the rules refusing what they should, restarts the node and shows the data survived.
+the rules refusing what they should, restarts the node and shows the data survived; then a
+confidential table (rows only key holders read) and the tamper check finding a row edited in
+the database file behind the chain's back.
 """
 
 from __future__ import annotations
@@ -115,13 +117,13 @@ class NodeProcess:
         return self._log.read_text(errors="replace") if self._log.exists() else ""
 
 
-def _rows(console: Console, title: str, rows: Sequence[dict[str, Any]]) -> None:
+def _rows(console: Console, title: str, rows: Sequence[dict[str, Any]],
+          columns: Sequence[str] = ("id", "age", "name", "account", "txid")) -> None:
     table = Table(title=title, title_justify="left")
-    for name in ("id", "age", "name", "account", "txid"):
+    for name in columns:
         table.add_column(name, overflow="fold")
     for row in rows:
-        table.add_row(*(_short(row.get(name)) for name in ("id", "age", "name", "account",
-                                                           "txid")))
+        table.add_row(*(_short(row.get(name)) for name in columns))
     console.print(table)
 
 
@@ -220,9 +222,69 @@ def run(console: Console, workdir: Path) -> None:
         console.print(f"  bob inserts id 7 after the restart: {record['result']} in ledger "
                       f"{record['ledger_index']}")
         console.print(f"  bob reads: ids {[r['id'] for r in bob.get(alice.address, TABLE)]}")
-        console.rule("[green]done: the data survived the restart")
+        console.print("  [green]the data survived the restart[/green]")
+        _confidential(console, alice, bob)
     finally:
         node.stop()
+    _tamper_check(console, settings)
+    console.rule("[green]done")
+
+
+def _confidential(console: Console, alice: Client, bob: Client) -> None:
+    console.rule("a confidential table: rows sealed by the client, keys wrapped per account")
+    fields = [{"field": "id", "type": "int", "PK": 1},
+              {"field": "diagnosis", "type": "varchar", "length": 64}]
+    alice.create_confidential_table("medical", fields)
+    alice.insert_confidential("medical", [{"id": 1, "diagnosis": "flu, confidential"}])
+    record = alice.grant_confidential("medical", bob.address, bob._key().public_key,
+                                      select=True)
+    console.print(f"  alice grants bob select with his Token: {record['result']}")
+    _rows(console, "bob opens the rows with his key",
+          bob.get_confidential(alice.address, "medical"), ("id", "diagnosis"))
+    stored = alice.get(alice.address, "medical")[0]
+    console.print(f"  what the node keeps: account {_short(stored['account'])}, sealed "
+                  f"{_short(stored['sealed'])} ({len(stored['sealed']) // 2} bytes)")
+    _expect_refusal(console, "an update (validators cannot read the rows)",
+                    lambda: alice.update("medical", {"diagnosis": "x"}, {"id": 1}))
+
+
+def _tamper_check(console: Console, settings: Any) -> None:
+    """Edit a row in the stopped node's SQLite file behind the chain: ``node verify`` finds it."""
+    import sqlite3
+
+    from tablechain.ledger.chain import Ledger
+    from tablechain.ledger.integrity import verify_ledger
+    from tablechain.ledger.storage import physical_table_name
+    from tablechain.platform.config import load_genesis
+
+    console.rule("tamper evidence: tablechain node verify")
+    ledger = Ledger(settings.resolved_db_url, load_genesis(settings))
+    try:
+        report = verify_ledger(ledger, signatures=True)
+        console.print(f"  {report.tables} tables, {report.rows} rows, {report.blocks} blocks, "
+                      f"{report.transactions} transactions recomputed: "
+                      f"{'ok' if report.ok else report.problems}")
+        owner = ledger.block(1)["transactions"][0]["Account"]
+        name_in_db = ledger.table_info(owner, TABLE)["name_in_db"]
+    finally:
+        ledger.close()
+    db = sqlite3.connect(settings.resolved_db_url.removeprefix("sqlite:///"))
+    try:
+        db.execute(f'UPDATE "{physical_table_name(name_in_db)}" SET age = age + 1')
+        db.commit()
+    finally:
+        db.close()
+    console.print("  an administrator edits the ages in the SQLite file directly")
+    ledger = Ledger(settings.resolved_db_url, load_genesis(settings))
+    try:
+        found = verify_ledger(ledger).problems
+    finally:
+        ledger.close()
+    for problem in found:
+        console.print(f"  [red]found[/red] {problem.kind} {escape(problem.where)}: "
+                      f"{escape(problem.detail)}")
+    if not found:
+        raise RuntimeError("the edit behind the chain's back went unseen")
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -20,6 +20,8 @@ def test_demo_runs_and_cleans_up() -> None:
     assert "node stopped (exit code 0)" in out
     assert "the data survived the restart" in out
     assert "bob reads: ids [3, 7]" in out
+    assert "flu, confidential" in out and "tefTABLE_CONFIDENTIAL" in out
+    assert "recomputed: ok" in out and "found table" in out and "tableWithRule" in out
     workdir = out.rsplit("cleaned up ", 1)[1].split()[0]
     import os
 
