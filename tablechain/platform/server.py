@@ -31,10 +31,14 @@ from tablechain.platform.rpc import create_app
 if TYPE_CHECKING:
     from tablechain.ledger.node import Node
 
-__all__ = ["bind_socket", "run_node", "BackgroundServer", "serve_in_thread", "WS_MAX_SIZE"]
+__all__ = ["bind_socket", "run_node", "BackgroundServer", "serve_in_thread", "WS_MAX_SIZE",
+           "MAX_CONNECTIONS"]
 
 log = logging.getLogger(__name__)
 WS_MAX_SIZE = 1024 * 1024
+# Open connections (HTTP and WebSocket) past which a new request is answered 503 at once: idle
+# or slow clients (slow-loris) then cost a bounded number of sockets and tasks, not the node.
+MAX_CONNECTIONS = 2048
 
 
 def bind_socket(host: str, port: int) -> socket.socket:
@@ -56,9 +60,11 @@ def _url(sock: socket.socket) -> str:
     return f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
 
 
-def _uvicorn_config(app: Any, log_level: str) -> uvicorn.Config:
+def _uvicorn_config(app: Any, log_level: str,
+                    max_connections: int = MAX_CONNECTIONS) -> uvicorn.Config:
     return uvicorn.Config(app, lifespan="on", log_level=log_level, ws_max_size=WS_MAX_SIZE,
-                          timeout_graceful_shutdown=5, access_log=False)
+                          timeout_graceful_shutdown=5, access_log=False,
+                          limit_concurrency=max_connections)
 
 
 def run_node(datadir: str | os.PathLike[str], host: str | None = None, port: int | None = None,
@@ -125,12 +131,13 @@ class BackgroundServer:
 
 def serve_in_thread(node: Node, host: str = "127.0.0.1", port: int = 0,
                     manage_node: bool = True, log_level: str = "warning",
-                    max_body_bytes: int | None = None) -> BackgroundServer:
+                    max_body_bytes: int | None = None,
+                    max_connections: int = MAX_CONNECTIONS) -> BackgroundServer:
     """Serve ``node`` on a background thread; returns once the server accepts connections."""
     kwargs = {} if max_body_bytes is None else {"max_body_bytes": max_body_bytes}
     app = create_app(node, manage_node=manage_node, **kwargs)
     sock = bind_socket(host, port)
-    server = uvicorn.Server(_uvicorn_config(app, log_level))
+    server = uvicorn.Server(_uvicorn_config(app, log_level, max_connections))
     thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]},
                               name="rpc-server", daemon=True)
     thread.start()

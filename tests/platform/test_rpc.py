@@ -589,3 +589,37 @@ def test_each_parameter_with_extreme_values_gets_a_coded_error_or_an_answer(rpc:
                 if "error" in out:
                     assert out["error"]["code"] != INTERNAL_ERROR, (method, name, value, out)
                     assert isinstance(out["error"]["data"]["code"], str)
+
+
+def test_idle_connections_past_the_limit_get_503_not_the_node(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """Connections that never send a request (slow-loris) count against a limit: past it, a
+    new request is answered 503 at once, and once they go the node serves again."""
+    import socket
+
+    import httpx
+
+    from tablechain.platform.config import open_node
+    from tablechain.platform.server import serve_in_thread
+    from tests.platform.conftest import make_settings
+
+    with serve_in_thread(open_node(make_settings(tmp_path / "n")), max_connections=3) as srv:
+        host, port = srv.sock.getsockname()[:2]
+        idle = [socket.create_connection((host, port)) for _ in range(3)]
+        try:
+            import time
+
+            deadline = time.monotonic() + 10
+            while len(srv.server.server_state.connections) < 3 and time.monotonic() < deadline:
+                time.sleep(0.01)
+            busy = httpx.post(srv.url, json={"jsonrpc": "2.0", "id": 1,
+                                             "method": "server_info"}, timeout=10)
+            assert busy.status_code == 503
+        finally:
+            for s in idle:
+                s.close()
+        deadline = time.monotonic() + 10
+        while srv.server.server_state.connections and time.monotonic() < deadline:
+            time.sleep(0.01)
+        ok = httpx.post(srv.url, json={"jsonrpc": "2.0", "id": 1, "method": "server_info"},
+                        timeout=10)
+        assert ok.status_code == 200 and "result" in ok.json()
