@@ -58,6 +58,11 @@ def test_sealed_records_grants_and_refusals(harness: Harness) -> None:
     assert [r["account"] for r in h.read(alice, alice, "c", [["account"]])] == \
         [alice.address, bob.address]
 
+    # The largest sealed batch fits its column on every backend; one byte more is refused.
+    assert h.statement(bob, 6, alice, "c", "ab" * 65535).success
+    assert h.statement(bob, 6, alice, "c", "ab" * 65536).result == "temTOO_LARGE"
+    assert len(h.read(alice, alice, "c", [["sealed"], {"account": bob.address}])[-1]["sealed"]) \
+        == 2 * 65535
     root = h.ledger.head.state_root
     refusals = [
         h.statement(alice, 8, alice, "c", [{"v": "x"}, {"id": 1}]),
@@ -80,7 +85,7 @@ def test_sealed_records_grants_and_refusals(harness: Harness) -> None:
         "tefBAD_AUTH_NO",
     ]
     # Failed transactions only move nonces: the table, its rows and grants are as before.
-    assert len(h.read(alice, alice, "c", [[]])) == 2
+    assert len(h.read(alice, alice, "c", [[]])) == 3
     assert h.ledger.head.state_root != root  # the nonces moved ...
     assert set(h.ledger.table_info(alice.address, "c")["grants"]) == {bob.address}
 
