@@ -106,10 +106,10 @@ def _state_entries(conn: Connection, ledger: Any) -> Iterator[bytes]:
         yield str(key).encode("utf-8") + b"\x00" + raw
 
 
-def _check_state(conn: Connection, ledger: Any, head: BlockHeader, report: IntegrityReport,
-                 problems: list[Problem]) -> None:
+def _check_state(conn: Connection, ledger: Any, head: BlockHeader | None,
+                 report: IntegrityReport, problems: list[Problem]) -> None:
     vector, report.state_entries = _folded(_state_entries(conn, ledger))
-    if vector.digest().hex() != head.state_root:
+    if head is not None and vector.digest().hex() != head.state_root:
         problems.append(Problem(
             "state", f"height {head.height}",
             "the key-value state does not hash to the head block's state_root (an entry was "
@@ -137,8 +137,22 @@ def _check_tables(conn: Connection, ledger: Any, report: IntegrityReport,
     state = StateOverlay(conn, ledger.t)
     tables = TableEngine(conn, state, ledger.suite.hash)
     digests = ledger.t.digests
-    for _, obj in state.scan("table/"):
-        meta = TableMeta.from_json(obj, strict_pointer="")
+    kv = ledger.t.kv
+    keys = conn.execute(
+        sa.select(kv.c.key).where(kv.c.key.startswith("table/", autoescape=True))
+        .order_by(kv.c.key)
+    ).scalars().all()
+    for key in keys:
+        # Whatever was written behind the chain's back is reported, never a crash.
+        try:
+            meta = TableMeta.from_json(state.get(key), strict_pointer="")
+            committed = state.get(f"rows/{meta.name_in_db}") or {
+                "digest": LtHash().digest().hex(), "rows": 0}
+            committed_digest, committed_rows = str(committed["digest"]), committed["rows"]
+        except (TablechainError, KeyError, TypeError, ValueError):
+            problems.append(Problem("state", key, "the table's metadata or row digest entry "
+                                    "is not what the chain writes"))
+            continue
         where = f"{meta.owner}/{meta.name} ({meta.name_in_db})"
         report.tables += 1
         try:
@@ -148,12 +162,12 @@ def _check_tables(conn: Connection, ledger: Any, report: IntegrityReport,
                 Problem("table", where, f"its rows cannot be read: {type(exc).__name__}")
             )
             continue
-        except TablechainError as exc:
-            problems.append(Problem("table", where, f"a stored value is invalid: {exc.message}"))
+        except (TablechainError, ValueError, TypeError, ArithmeticError) as exc:
+            detail = getattr(exc, "message", None) or type(exc).__name__
+            problems.append(Problem("table", where, f"a stored value is invalid: {detail}"))
             continue
         report.rows += count
-        committed = state.get(f"rows/{meta.name_in_db}") or {"digest": LtHash().digest().hex(),
-                                                             "rows": 0}
+        committed = {"digest": committed_digest, "rows": committed_rows}
         if vector.digest().hex() != committed["digest"]:
             problems.append(Problem(
                 "table", where,
@@ -172,7 +186,7 @@ def _check_tables(conn: Connection, ledger: Any, report: IntegrityReport,
                                     "the stored digest vector differs from the recomputed one"))
 
 
-def _check_blocks(conn: Connection, ledger: Any, head: BlockHeader, signatures: bool,
+def _check_blocks(conn: Connection, ledger: Any, top: int, signatures: bool,
                   report: IntegrityReport, problems: list[Problem]) -> None:
     suite = ledger.suite
     blocks, txs = ledger.t.blocks, ledger.t.txs
@@ -180,7 +194,7 @@ def _check_blocks(conn: Connection, ledger: Any, head: BlockHeader, signatures: 
     previous_hash = None
     expected_height = 0
     for height, stored_hash, header_text, certificate, records in _block_pages(
-        conn, blocks, txs, head.height
+        conn, blocks, txs, top
     ):
         where = f"block {height}"
         if height != expected_height:
@@ -229,9 +243,9 @@ def _check_blocks(conn: Connection, ledger: Any, head: BlockHeader, signatures: 
             reason = verify_qc(height, own_hash, header.state_root, certificate)
             if reason is not None:
                 problems.append(Problem("certificate", where, reason))
-    if expected_height != head.height + 1:
+    if expected_height != top + 1:
         problems.append(Problem("block", f"block {expected_height}", "blocks up to the head "
-                                f"({head.height}) are missing"))
+                                f"({top}) are missing"))
 
 
 def _block_pages(conn: Connection, blocks: sa.Table, txs: sa.Table, head: int
@@ -288,16 +302,21 @@ def verify_ledger(ledger: Any, *, blocks: bool = True, signatures: bool = False
     Reads one consistent snapshot; a node may keep committing meanwhile (its later blocks are
     not looked at)."""
     with ledger._reads.connect() as conn:
-        head = BlockHeader.from_json(parse_json(conn.execute(
-            sa.select(ledger.t.blocks.c.header).order_by(ledger.t.blocks.c.height.desc())
-            .limit(1)
-        ).scalar_one()))
-        report = IntegrityReport(head.height)
+        stored = ledger.t.blocks
+        top = conn.execute(sa.select(sa.func.max(stored.c.height))).scalar_one()
+        report = IntegrityReport(int(top))
         problems: list[Problem] = []
+        try:
+            head: BlockHeader | None = BlockHeader.from_json(parse_json(conn.execute(
+                sa.select(stored.c.header).where(stored.c.height == top)).scalar_one()))
+        except (TablechainError, KeyError, TypeError, ValueError):
+            head = None
+            problems.append(Problem("block", f"block {top}", "the head header is not a valid "
+                                    "header: the state root cannot be checked against it"))
         _check_tables(conn, ledger, report, problems)
         _check_state(conn, ledger, head, report, problems)
         if blocks:
-            _check_blocks(conn, ledger, head, signatures, report, problems)
+            _check_blocks(conn, ledger, int(top), signatures, report, problems)
         conn.rollback()
     report.problems = problems
     return report

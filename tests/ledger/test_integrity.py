@@ -152,3 +152,23 @@ def test_tables_and_state_alone_and_signatures(sqlite_harness: Harness) -> None:
                      .values(tx=canonical_json(tx).decode()))
     kinds = {(p.kind, p.where) for p in verify_ledger(h.ledger, signatures=True).problems}
     assert ("transaction", row.hash) in kinds
+
+
+def test_garbage_written_behind_the_chain_is_reported_never_a_crash(sqlite_harness: Harness
+                                                                    ) -> None:
+    """Values no chain would write (a table entry that is not JSON, text in a decimal column,
+    a head header that is not a header) are problems in the report, not exceptions."""
+    h = sqlite_harness
+    a, _ = _filled(h)
+    kv, blocks = h.ledger.t.kv, h.ledger.t.blocks
+    t = _rows_table(h, a)
+    with h.ledger.engine.begin() as conn:
+        conn.execute(sa.update(t).where(t.c.id == 0).values(amount="not a number"))
+        conn.execute(sa.insert(kv).values(key="table/0xzz/junk", value=b"{not json"))
+        conn.execute(sa.update(blocks).where(blocks.c.height == h.ledger.height)
+                     .values(header="[]"))
+    report = verify_ledger(h.ledger)
+    kinds = {(p.kind, p.where.split(" ")[0]) for p in report.problems}
+    assert ("state", "table/0xzz/junk") in kinds
+    assert any(p.kind == "table" for p in report.problems)
+    assert ("block", "block") in kinds  # the head header
