@@ -24,7 +24,7 @@ from typing import Any
 
 from tablechain.errors import TablechainError
 from tablechain.ledger.blocks import BlockHeader
-from tablechain.ledger.chain import ChainMismatch, Ledger
+from tablechain.ledger.chain import Ledger
 from tablechain.ledger.proofs import ProofError, certified_chain, check_certificate
 from tablechain.ledger.transactions import parse_transaction
 from tablechain.platform.client import Client
@@ -68,24 +68,27 @@ class Follower:
 
     def apply(self, height: int) -> None:
         """Fetch block ``height`` (the next one) and apply it, or raise ``FollowError``."""
-        block = self.client.ledger(height, expand=True)
         try:
+            block = self.client.ledger(height, expand=True)
             header = BlockHeader.from_json(block["header"])
-        except (KeyError, TypeError, ValueError):
-            raise FollowError(f"block {height}: the header is malformed") from None
+            transactions = block.get("transactions", [])
+            if not isinstance(transactions, list):
+                raise TypeError("transactions")
+        except (KeyError, TypeError, ValueError, AttributeError):
+            raise FollowError(f"block {height}: the answer is not a block") from None
         if header.height != height:
             raise FollowError(f"asked for block {height}, got {header.height}")
         self._check_certificate(header, block.get("certificate"))
         suite = self.ledger.suite
         try:
             txs = [parse_transaction(tx, suite, self.genesis.network_id)
-                   for tx in block.get("transactions", [])]
+                   for tx in transactions]
         except TablechainError as exc:
             raise FollowError(f"block {height}: a transaction does not check: "
                               f"{exc.message}") from None
         try:
             self.ledger.apply_block(header, txs, block.get("certificate"))
-        except ChainMismatch as exc:
+        except TablechainError as exc:  # another header, a transaction twice, ...
             raise FollowError(f"block {height}: {exc.message}") from None
 
     def sync(self) -> int:

@@ -89,7 +89,24 @@ def _swap_tx(b: dict) -> None:
     b["transactions"][0]["Sequence"] += 1
 
 
-@pytest.mark.parametrize("change", [_drop_tx, _edit_row, _edit_root, _swap_tx])
+def _not_a_list(b: dict) -> None:
+    b["transactions"] = "txs"
+
+
+def _header_types(b: dict) -> None:
+    b["header"]["timestamp_ms"] = "soon"
+
+
+def _twice(b: dict) -> None:
+    b["transactions"].append(b["transactions"][0])
+
+
+def _no_header(b: dict) -> None:
+    del b["header"]
+
+
+@pytest.mark.parametrize("change", [_drop_tx, _edit_row, _edit_root, _swap_tx, _not_a_list,
+                                    _header_types, _twice, _no_header])
 def test_a_lying_source_is_caught_at_its_first_altered_block(server: BackgroundServer,
                                                              tmp_path: Path, change: Any) -> None:
     _load(server, f"lie{change.__name__}")
