@@ -341,6 +341,7 @@ class ValidatorActor:
         config = NodeConfig(max_block_txs=settings.max_block_txs,
                             max_block_wait_ms=settings.max_block_wait_ms,
                             mempool_size=settings.mempool_size,
+                            mempool_per_account=settings.mempool_per_account,
                             verify_workers=spec.verify_workers)
         self.node: ValidatorNode = ValidatorNode(
             settings.resolved_db_url, genesis, key, spec.validator_id, self.transport, config,

@@ -92,6 +92,7 @@ class NodeSettings:
     max_block_txs: int | None = None
     max_block_wait_ms: int | None = None
     mempool_size: int = 100_000
+    mempool_per_account: int = 10_000
     max_body_bytes: int = DEFAULT_MAX_BODY_BYTES
     extra: Mapping[str, Any] = field(default_factory=dict)
 
@@ -118,6 +119,7 @@ class NodeSettings:
             "block": {"max_block_txs": self.max_block_txs,
                       "max_block_wait_ms": self.max_block_wait_ms},
             "mempool_size": self.mempool_size,
+            "mempool_per_account": self.mempool_per_account,
             **dict(self.extra),
         }
 
@@ -134,7 +136,8 @@ def _opt_int(obj: Mapping[str, Any], key: str, where: str, minimum: int = 1) -> 
 def _settings_from_json(datadir: Path, obj: Any) -> NodeSettings:
     if not isinstance(obj, dict):
         raise ConfigError(f"{datadir / NODE_FILE} must hold a JSON object")
-    known = {"genesis", "validator_key", "key_scheme", "db_url", "rpc", "block", "mempool_size"}
+    known = {"genesis", "validator_key", "key_scheme", "db_url", "rpc", "block", "mempool_size",
+             "mempool_per_account"}
     rpc = obj.get("rpc") or {}
     block = obj.get("block") or {}
     if not isinstance(rpc, dict) or not isinstance(block, dict):
@@ -165,6 +168,7 @@ def _settings_from_json(datadir: Path, obj: Any) -> NodeSettings:
         max_block_txs=_opt_int(block, "max_block_txs", "block"),
         max_block_wait_ms=_opt_int(block, "max_block_wait_ms", "block"),
         mempool_size=_opt_int(obj, "mempool_size", "node") or 100_000,
+        mempool_per_account=_opt_int(obj, "mempool_per_account", "node") or 10_000,
         max_body_bytes=_opt_int(rpc, "max_body_bytes", "rpc", minimum=1024)
         or DEFAULT_MAX_BODY_BYTES,
         extra={k: v for k, v in obj.items() if k not in known},
@@ -337,7 +341,8 @@ def open_node(settings: NodeSettings) -> Node:
     key = read_key_file(settings.key_path, settings.key_scheme)
     config = NodeConfig(max_block_txs=settings.max_block_txs,
                         max_block_wait_ms=settings.max_block_wait_ms,
-                        mempool_size=settings.mempool_size)
+                        mempool_size=settings.mempool_size,
+                        mempool_per_account=settings.mempool_per_account)
     return Node(settings.resolved_db_url, genesis, key, config)
 
 

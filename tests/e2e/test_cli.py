@@ -62,6 +62,10 @@ def test_node_init_writes_a_data_directory(tmp_path: Path) -> None:
     node_json = json.loads((datadir / "node.json").read_text())
     assert node_json["rpc"] == {"host": "127.0.0.1", "port": 6006, "max_body_bytes": 2097152}
     assert node_json["db_url"] == "sqlite:///{datadir}/node.db"
+    assert node_json["mempool_per_account"] == 10_000
+    node_json["mempool_per_account"] = 7
+    (datadir / "node.json").write_text(json.dumps(node_json))
+    assert open_node(load_settings(datadir)).mempool.max_per_account == 7
     settings = load_settings(datadir)
     assert settings.resolved_db_url == f"sqlite:///{datadir.resolve()}/node.db"
     genesis = load_genesis(settings)
