@@ -79,6 +79,9 @@ OwnerOpt = Annotated[str | None, typer.Option("--owner",
 StrictOpt = Annotated[bool, typer.Option("--strict", help="Send with StrictMode and TxCheckHash.")]
 NoWaitOpt = Annotated[bool, typer.Option("--no-wait",
                                          help="Return once queued, not once committed.")]
+DatadirArg = Annotated[Path, typer.Argument(help="The node's data directory.")]
+TableOwnerOpt = Annotated[str, typer.Option("--owner", help="The table's owner.")]
+TableNameOpt = Annotated[str, typer.Option("--table", help="The table, as it is called now.")]
 
 
 def _handled(fn: F) -> F:
@@ -214,7 +217,7 @@ def node_init(
 @node_app.command("start")
 @_handled
 def node_start(
-    datadir: Annotated[Path, typer.Argument(help="The node's data directory.")],
+    datadir: DatadirArg,
     host: Annotated[str | None, typer.Option("--host")] = None,
     port: Annotated[int | None, typer.Option("--port", help="0 picks a free port.")] = None,
     log_level: Annotated[str, typer.Option("--log-level")] = "info",
@@ -248,7 +251,7 @@ def node_status(
 @node_app.command("rebuild")
 @_handled
 def node_rebuild(
-    datadir: Annotated[Path, typer.Argument(help="The node's data directory.")],
+    datadir: DatadirArg,
     height: Annotated[int | None, typer.Option("--height", help="Default: the head.")] = None,
     out_url: Annotated[str | None, typer.Option(
         "--out", help="Target database URL (default sqlite:///DIR/rebuild-<height>.db).")] = None,
@@ -283,7 +286,7 @@ def node_rebuild(
 @node_app.command("verify")
 @_handled
 def node_verify(
-    datadir: Annotated[Path, typer.Argument(help="The node's data directory.")],
+    datadir: DatadirArg,
     signatures: Annotated[bool, typer.Option(
         "--signatures", help="Also re-check every stored transaction's signature.")] = False,
     no_blocks: Annotated[bool, typer.Option(
@@ -372,9 +375,9 @@ def _open_ledger(datadir: Path) -> Any:
 @node_app.command("dump")
 @_handled
 def node_dump(
-    datadir: Annotated[Path, typer.Argument(help="The node's data directory.")],
-    owner: Annotated[str, typer.Option("--owner", help="The table's owner.")],
-    table: Annotated[str, typer.Option("--table", help="The table, as it is called now.")],
+    datadir: DatadirArg,
+    owner: TableOwnerOpt,
+    table: TableNameOpt,
     out_file: Annotated[Path, typer.Option(
         "--out", help="JSON-lines file; if it exists, the dump resumes after its last line.")],
     as_json: JsonOpt = False,
@@ -394,9 +397,9 @@ def node_dump(
 @node_app.command("audit")
 @_handled
 def node_audit(
-    datadir: Annotated[Path, typer.Argument(help="The node's data directory.")],
-    owner: Annotated[str, typer.Option("--owner", help="The table's owner.")],
-    table: Annotated[str, typer.Option("--table", help="The table, as it is called now.")],
+    datadir: DatadirArg,
+    owner: TableOwnerOpt,
+    table: TableNameOpt,
     fields: Annotated[str, typer.Option("--fields", help="Fields to audit, e.g. name,salary")],
     where: Annotated[str | None, typer.Option(
         "--where", help='Rows to audit, a condition such as \'{"id": 1}\' (default: all).')
