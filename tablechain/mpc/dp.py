@@ -90,12 +90,19 @@ class PrivacyAccountant:
 
     def set_budget(self, dataset: str, epsilon: float, delta: float = 0.0) -> None:
         """Give a data set its total budget; an existing budget may only be kept or lowered
-        to no less than what has been spent."""
+        to no less than what has been spent (raising it would undo the accounting: a spent
+        budget could be refilled)."""
         if not isinstance(dataset, str) or not dataset:
             raise InvalidPrivacyParameter("a data set is named by a non-empty string")
         eps = Fraction(_check_positive("epsilon", epsilon))
         dlt = Fraction(_check_delta(delta, allow_zero=True))
         with self._lock:
+            current = self._budgets.get(dataset)
+            if current is not None and (eps > current[0] or dlt > current[1]):
+                raise InvalidPrivacyParameter(
+                    f"data set {dataset!r} has a budget of epsilon {float(current[0]):g}, "
+                    f"delta {float(current[1]):g}; a budget can be lowered, never raised"
+                )
             spent_eps, spent_delta = self._spent(dataset)
             if eps < spent_eps or dlt < spent_delta:
                 raise InvalidPrivacyParameter(

@@ -199,3 +199,17 @@ def test_charge_all_is_atomic():
     assert acc.charges("t") == ()
     charged = acc.charge_all("t", [(0.5, 0.0, "laplace", "a"), (0.4, 1e-6, "gaussian", "b")])
     assert [c.label for c in charged] == ["a", "b"] and acc.spent("t") == (0.9, 1e-6)
+
+
+def test_a_budget_is_never_raised():
+    acc = PrivacyAccountant({"d": (1.0, 1e-6)})
+    acc.charge("d", 1.0, mechanism="laplace")
+    with pytest.raises(InvalidPrivacyParameter):  # would refill the spent budget
+        acc.set_budget("d", 5.0)
+    with pytest.raises(InvalidPrivacyParameter):
+        acc.set_budget("d", 1.0, delta=1e-5)
+    assert acc.budget("d") == (1.0, 1e-6)
+    with pytest.raises(PrivacyBudgetExhausted):
+        acc.charge("d", 0.1, mechanism="laplace")
+    acc.set_budget("d", 1.0, delta=0.0)  # keeping or lowering is allowed
+    assert acc.budget("d") == (1.0, 0.0)
