@@ -457,7 +457,10 @@ def _fixed_point(values: Any, frac_bits: int, value_bits: int) -> list[int]:
         if not np.all(np.isfinite(flat)):
             raise PlaintextOutOfRange("values must be finite")
         for x in flat.tolist():
-            v = round(math.ldexp(x, frac_bits))  # exact scaling of a binary float, then round
+            try:  # exact scaling of a binary float, then round
+                v = round(math.ldexp(x, frac_bits))
+            except OverflowError:  # near the float maximum: far outside any layout
+                v = limit
             if not -limit < v < limit:
                 raise PlaintextOutOfRange(
                     f"{x!r} does not fit {value_bits} signed bits with {frac_bits} fraction bits"

@@ -258,6 +258,10 @@ def test_packing_rejects_out_of_range(keys):
         layout.encode([float("nan")])
     with pytest.raises(ProtocolInputError):
         layout.encode(["x"])
+    for huge in (1e308, -1.7e308):  # scaling overflows a float: OverflowError before the fix
+        with pytest.raises(PlaintextOutOfRange):
+            layout.encode([huge])
+
 
 
 def test_packed_overflow_is_detected(keys):
