@@ -524,6 +524,10 @@ class PackingLayout:
 
     def decode_fixed(self, packed: Iterable[int], count: int) -> list[int]:
         """The slot integers (still scaled by 2^frac_bits) of signed packed plaintexts."""
+        if isinstance(count, bool) or not isinstance(count, (int, np.integer)) or count < 0:
+            # a negative count would slice values off the end and return the rest as if right
+            raise ProtocolInputError(f"count must be a non-negative integer, got {count!r}")
+        count = int(count)
         sb = self.slot_bits
         base, half, mask = 1 << sb, 1 << (sb - 1), (1 << sb) - 1
         out: list[int] = []

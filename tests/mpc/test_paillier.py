@@ -263,6 +263,15 @@ def test_packing_rejects_out_of_range(keys):
             layout.encode([huge])
 
 
+def test_decrypt_packed_refuses_a_negative_count(keys):
+    pub, priv = keys
+    layout = packing_layout(pub)
+    cts = encrypt_packed(pub, layout, [1.0, 2.0])
+    assert decrypt_packed(priv, layout, cts, np.int64(2)).tolist() == [1.0, 2.0]
+    for bad in (-1, True, 1.5):
+        with pytest.raises(ProtocolInputError):  # -1 returned slots - 1 values
+            decrypt_packed(priv, layout, cts, bad)
+
 
 def test_packed_overflow_is_detected(keys):
     pub, priv = keys
