@@ -60,6 +60,9 @@ __all__ = [
 GROUPS = ("ristretto255", "x25519")
 POINT_BYTES = 32
 _DOMAIN = b"tablechain/psi/v1/"
+# ints up to this size are encoded in decimal: 2000 bits is 603 digits, below the smallest
+# limit Python lets int-to-str conversion be set to (640 digits)
+_DECIMAL_INT_BITS = 2000
 
 Item = bytes | str | int
 
@@ -238,7 +241,11 @@ def encode_item(item: Item) -> bytes:
     if isinstance(item, str):
         return b"s" + item.encode("utf-8")
     if isinstance(item, int) and not isinstance(item, bool):
-        return b"i" + str(item).encode("ascii")
+        if item.bit_length() <= _DECIMAL_INT_BITS:
+            return b"i" + str(item).encode("ascii")
+        # str() of a longer int may exceed sys.get_int_max_str_digits() (ValueError); hex has
+        # no such limit, and its own tag keeps the encoding injective
+        return b"x" + format(item, "x").encode("ascii")
     raise ProtocolInputError(f"PSI items must be bytes, str or int, not {type(item).__name__}")
 
 
