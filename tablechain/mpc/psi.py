@@ -363,10 +363,10 @@ def psi(
         raise ProtocolInputError("PSI needs exactly two parties, one of them the receiver")
     sender = next(p for p in sets if p != receiver)
     for party in (receiver, sender):
-        if not 0 <= party < network.n_parties:
-            raise ProtocolInputError(f"party {party} is not in the network")
-    if workers < 1:
-        raise ProtocolInputError("workers must be at least 1")
+        if not _is_index(party) or not 0 <= party < network.n_parties:
+            raise ProtocolInputError(f"party {party!r} is not in the network")
+    if not _is_index(workers) or workers < 1:
+        raise ProtocolInputError("workers must be an integer of at least 1")
     for party, items in sets.items():
         if isinstance(items, (str, bytes)) or not isinstance(items, Collection):
             raise ProtocolInputError(f"party {party}'s set must be a collection of items")
@@ -419,6 +419,10 @@ def psi(
         group=group,
         traffic=network.traffic.minus(before),
     )
+
+
+def _is_index(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
 
 
 def _check_batch(batch: Any, group: str) -> bytes:

@@ -106,6 +106,11 @@ def test_bad_inputs():
         psi(net, {0: "abc", 1: [1]}, receiver=0)
     with pytest.raises(ProtocolInputError):
         psi(net, {0: [1], 1: [1]}, receiver=0, group="p256")
+    # parties and workers of the wrong type raised TypeError from a comparison
+    with pytest.raises(ProtocolInputError):
+        psi(net, {"a": [1], 1: [1]}, receiver=1)  # type: ignore[dict-item]
+    with pytest.raises(ProtocolInputError):
+        psi(net, {0: [1], 1: [1]}, receiver=0, workers="2")  # type: ignore[arg-type]
     assert net.traffic.rounds == 0
 
 
