@@ -17,7 +17,7 @@ from __future__ import annotations
 import math
 import secrets
 import threading
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from fractions import Fraction
 from typing import Any
@@ -90,12 +90,19 @@ class PrivacyAccountant:
 
     def set_budget(self, dataset: str, epsilon: float, delta: float = 0.0) -> None:
         """Give a data set its total budget; an existing budget may only be kept or lowered
-        to no less than what has been spent."""
+        to no less than what has been spent (raising it would undo the accounting: a spent
+        budget could be refilled)."""
         if not isinstance(dataset, str) or not dataset:
             raise InvalidPrivacyParameter("a data set is named by a non-empty string")
         eps = Fraction(_check_positive("epsilon", epsilon))
         dlt = Fraction(_check_delta(delta, allow_zero=True))
         with self._lock:
+            current = self._budgets.get(dataset)
+            if current is not None and (eps > current[0] or dlt > current[1]):
+                raise InvalidPrivacyParameter(
+                    f"data set {dataset!r} has a budget of epsilon {float(current[0]):g}, "
+                    f"delta {float(current[1]):g}; a budget can be lowered, never raised"
+                )
             spent_eps, spent_delta = self._spent(dataset)
             if eps < spent_eps or dlt < spent_delta:
                 raise InvalidPrivacyParameter(
@@ -138,21 +145,40 @@ class PrivacyAccountant:
         self, dataset: str, epsilon: float, delta: float = 0.0, *, mechanism: str, label: str = ""
     ) -> Charge:
         """Record a release, or refuse it (changing nothing) if it would exceed the budget."""
-        eps = _check_positive("epsilon", epsilon)
-        dlt = _check_delta(delta, allow_zero=True)
+        (charge,) = self.charge_all(dataset, [(epsilon, delta, mechanism, label)])
+        return charge
+
+    def charge_all(
+        self, dataset: str, releases: Sequence[tuple[float, float, str, str]]
+    ) -> tuple[Charge, ...]:
+        """Record several releases ``(epsilon, delta, mechanism, label)`` of one query at once,
+        or refuse them all (changing nothing) if together they would exceed the budget.
+
+        The check is exact (fractions), so a query split into parts (``dp_mean``) is never
+        charged for one part and refused for the next.
+        """
+        checked = [
+            (_check_positive("epsilon", eps), _check_delta(dlt, allow_zero=True), mech, label)
+            for eps, dlt, mech, label in releases
+        ]
+        if not checked:
+            raise InvalidPrivacyParameter("nothing to charge")
+        eps_total = sum((Fraction(c[0]) for c in checked), Fraction(0))
+        delta_total = sum((Fraction(c[1]) for c in checked), Fraction(0))
         with self._lock:
             budget_eps, budget_delta = self._require(dataset)
             spent_eps, spent_delta = self._spent(dataset)
-            if spent_eps + Fraction(eps) > budget_eps or spent_delta + Fraction(dlt) > budget_delta:
+            if spent_eps + eps_total > budget_eps or spent_delta + delta_total > budget_delta:
+                mechanisms = "+".join(c[2] for c in checked)
                 raise PrivacyBudgetExhausted(
-                    f"data set {dataset!r}: releasing {mechanism} with epsilon={eps:g}, "
-                    f"delta={dlt:g} would exceed the budget (epsilon {float(budget_eps):g}, "
-                    f"delta {float(budget_delta):g}; already spent epsilon "
-                    f"{float(spent_eps):g}, delta {float(spent_delta):g})"
+                    f"data set {dataset!r}: releasing {mechanisms} with epsilon="
+                    f"{float(eps_total):g}, delta={float(delta_total):g} would exceed the budget "
+                    f"(epsilon {float(budget_eps):g}, delta {float(budget_delta):g}; already "
+                    f"spent epsilon {float(spent_eps):g}, delta {float(spent_delta):g})"
                 )
-            charge = Charge(dataset, eps, dlt, mechanism, label)
-            self._charges[dataset].append(charge)
-            return charge
+            charges = tuple(Charge(dataset, *c) for c in checked)
+            self._charges[dataset].extend(charges)
+            return charges
 
 
 def laplace_scale(sensitivity: float, epsilon: float) -> float:
@@ -345,19 +371,19 @@ def dp_mean(
 ) -> float:
     """Noisy sum / noisy count, each with half of epsilon; clamped into [lower, upper].
 
-    Both halves are checked against the budget before either is charged.
+    Both halves are charged together (``charge_all``) before any noise is drawn, so the budget
+    is spent on both or on neither.
     """
     lo, hi = _bounds(lower, upper)
     half = _check_positive("epsilon", epsilon) / 2.0
+    _values(values)  # refuse non-finite values before anything is charged
     if accountant is not None:
         if dataset is None:
             raise InvalidPrivacyParameter("name the data set the release is charged to")
-        remaining_eps, _ = accountant.remaining(dataset)
-        if Fraction(half) + Fraction(half) > Fraction(remaining_eps):
-            accountant.charge(dataset, epsilon, mechanism="laplace", label="mean")  # raises
+        accountant.charge_all(
+            dataset, [(half, 0.0, "laplace", "sum"), (half, 0.0, "laplace", "count")]
+        )
     rng = rng or make_rng()
-    total = dp_sum(
-        values, lower=lo, upper=hi, epsilon=half, accountant=accountant, dataset=dataset, rng=rng
-    )
-    count = dp_count(values, epsilon=half, accountant=accountant, dataset=dataset, rng=rng)
+    total = dp_sum(values, lower=lo, upper=hi, epsilon=half, rng=rng)
+    count = dp_count(values, epsilon=half, rng=rng)
     return float(np.clip(total / max(count, 1.0), lo, hi))

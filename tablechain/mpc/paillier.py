@@ -231,6 +231,18 @@ class PaillierPublicKey(phe.PaillierPublicKey):  # type: ignore[misc]
             raise InvalidCiphertext("a ciphertext must lie in (0, n^2)")
         return c_m
 
+    def _check_unit(self, c: Any) -> Any:
+        """A ciphertext that is also a unit of Z_{n^2}; only units are encryptions.
+
+        Checked where it matters (decryption, scalar powers): a non-unit such as ``n`` would
+        decrypt to an unrelated number, or fail inside gmpy2 for a negative scalar. The cost
+        (one gcd) is small next to the exponentiation that follows.
+        """
+        c_m = self._check_ciphertext(c)
+        if gmpy2.gcd(c_m, self._n) != 1:
+            raise InvalidCiphertext("a ciphertext must be a unit of Z_{n^2} (coprime to n)")
+        return c_m
+
     def add(self, c1: int, c2: int) -> int:
         """E(a) (+) E(b) = E(a + b)."""
         return int(self._check_ciphertext(c1) * self._check_ciphertext(c2) % self._nsq)
@@ -242,7 +254,7 @@ class PaillierPublicKey(phe.PaillierPublicKey):  # type: ignore[misc]
     def mul_plain(self, c: int, k: int) -> int:
         """E(a) (x) k = E(a * k) for a plaintext integer k (negative k allowed)."""
         k_m = _as_mpz(k, "scalar")
-        return int(gmpy2.powmod(self._check_ciphertext(c), k_m, self._nsq))
+        return int(gmpy2.powmod(self._check_unit(c), k_m, self._nsq))
 
     def sum_ciphertexts(self, cs: Iterable[int]) -> int:
         """E(sum of the plaintexts)."""
@@ -312,7 +324,7 @@ class PaillierPrivateKey(phe.PaillierPrivateKey):  # type: ignore[misc]
 
     def raw_decrypt(self, ciphertext: int) -> int:
         """The plaintext in [0, n) of a ciphertext (CRT over p^2 and q^2)."""
-        c = self.public_key._check_ciphertext(ciphertext)
+        c = self.public_key._check_unit(ciphertext)
         p, q = self._p, self._q
         mp = (gmpy2.powmod(c, p - 1, self._psq) - 1) // p * self._hp % p
         mq = (gmpy2.powmod(c, q - 1, self._qsq) - 1) // q * self._hq % q
@@ -445,7 +457,10 @@ def _fixed_point(values: Any, frac_bits: int, value_bits: int) -> list[int]:
         if not np.all(np.isfinite(flat)):
             raise PlaintextOutOfRange("values must be finite")
         for x in flat.tolist():
-            v = round(math.ldexp(x, frac_bits))  # exact scaling of a binary float, then round
+            try:  # exact scaling of a binary float, then round
+                v = round(math.ldexp(x, frac_bits))
+            except OverflowError:  # near the float maximum: far outside any layout
+                v = limit
             if not -limit < v < limit:
                 raise PlaintextOutOfRange(
                     f"{x!r} does not fit {value_bits} signed bits with {frac_bits} fraction bits"
@@ -509,6 +524,10 @@ class PackingLayout:
 
     def decode_fixed(self, packed: Iterable[int], count: int) -> list[int]:
         """The slot integers (still scaled by 2^frac_bits) of signed packed plaintexts."""
+        if isinstance(count, bool) or not isinstance(count, (int, np.integer)) or count < 0:
+            # a negative count would slice values off the end and return the rest as if right
+            raise ProtocolInputError(f"count must be a non-negative integer, got {count!r}")
+        count = int(count)
         sb = self.slot_bits
         base, half, mask = 1 << sb, 1 << (sb - 1), (1 << sb) - 1
         out: list[int] = []

@@ -60,6 +60,9 @@ __all__ = [
 GROUPS = ("ristretto255", "x25519")
 POINT_BYTES = 32
 _DOMAIN = b"tablechain/psi/v1/"
+# ints up to this size are encoded in decimal: 2000 bits is 603 digits, below the smallest
+# limit Python lets int-to-str conversion be set to (640 digits)
+_DECIMAL_INT_BITS = 2000
 
 Item = bytes | str | int
 
@@ -238,7 +241,11 @@ def encode_item(item: Item) -> bytes:
     if isinstance(item, str):
         return b"s" + item.encode("utf-8")
     if isinstance(item, int) and not isinstance(item, bool):
-        return b"i" + str(item).encode("ascii")
+        if item.bit_length() <= _DECIMAL_INT_BITS:
+            return b"i" + str(item).encode("ascii")
+        # str() of a longer int may exceed sys.get_int_max_str_digits() (ValueError); hex has
+        # no such limit, and its own tag keeps the encoding injective
+        return b"x" + format(item, "x").encode("ascii")
     raise ProtocolInputError(f"PSI items must be bytes, str or int, not {type(item).__name__}")
 
 
@@ -356,10 +363,10 @@ def psi(
         raise ProtocolInputError("PSI needs exactly two parties, one of them the receiver")
     sender = next(p for p in sets if p != receiver)
     for party in (receiver, sender):
-        if not 0 <= party < network.n_parties:
-            raise ProtocolInputError(f"party {party} is not in the network")
-    if workers < 1:
-        raise ProtocolInputError("workers must be at least 1")
+        if not _is_index(party) or not 0 <= party < network.n_parties:
+            raise ProtocolInputError(f"party {party!r} is not in the network")
+    if not _is_index(workers) or workers < 1:
+        raise ProtocolInputError("workers must be an integer of at least 1")
     for party, items in sets.items():
         if isinstance(items, (str, bytes)) or not isinstance(items, Collection):
             raise ProtocolInputError(f"party {party}'s set must be a collection of items")
@@ -412,6 +419,10 @@ def psi(
         group=group,
         traffic=network.traffic.minus(before),
     )
+
+
+def _is_index(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
 
 
 def _check_batch(batch: Any, group: str) -> bytes:

@@ -39,6 +39,8 @@ Parts = tuple[np.ndarray, ...]
 F = TypeVar("F", bound=Callable[..., Any])
 
 _ONE = np.uint64(1)
+_DIV_BITS = 24  # relative precision of div_public's factor
+_MAX_DIVISOR = 1 << 61  # div_public truncates by bit_length(d) - 1 < 61 bits
 
 
 def _u64(value: int) -> np.uint64:
@@ -453,21 +455,29 @@ class SecretSharing(ABC):
 
     @_accounted("div_public")
     def div_public(self, x: SharedTensor, divisor: int) -> SharedTensor:
-        """x / d for a public positive integer d, to about 2^-24 relative precision.
+        """x / d for a public positive integer d, to about 2^-24 relative precision (+2 ulp).
 
-        Multiplies by round(2^s / d) with s = 24 + bit length of d, then truncates by s;
-        valid while ``|x| * 2^24`` stays below 2^62 in encoded units.
+        First truncates x by k bits (2^k <= d), then multiplies by round(2^(24+k) / d) (at
+        most 2^24) and truncates by 24. Truncating first keeps the product's magnitude that of
+        the quotient, not of x: valid while ``|x / d| < 2^(37 - frac_bits)`` (and
+        ``|x| < 2^(62 - frac_bits)``), whatever d is -- so a mean is right whenever the
+        values are, not only while their sum is small.
         """
         x = self._own(x)
-        if not isinstance(divisor, (int, np.integer)) or int(divisor) <= 0:
-            raise ShapeMismatch(f"divisor must be a positive integer, got {divisor!r}")
+        if (
+            isinstance(divisor, bool)
+            or not isinstance(divisor, (int, np.integer))
+            or not 0 < int(divisor) < _MAX_DIVISOR
+        ):
+            raise ShapeMismatch(f"divisor must be an integer in [1, 2^61), got {divisor!r}")
         d = int(divisor)
         if d == 1:
             return x
-        shift = 24 + d.bit_length()
-        factor = _u64(round((1 << shift) / d))
-        parts = tuple(p * factor for p in x.parts)
-        return SharedTensor(self, self._truncate_parts(parts, shift), x.frac_bits)
+        k = d.bit_length() - 1
+        high = SharedTensor(self, self._truncate_parts(x.parts, k), x.frac_bits) if k else x
+        factor = _u64(round((1 << (_DIV_BITS + k)) / d))
+        parts = tuple(p * factor for p in high.parts)
+        return SharedTensor(self, self._truncate_parts(parts, _DIV_BITS), x.frac_bits)
 
     def concatenate(self, items: Sequence[SharedTensor], axis: int = 0) -> SharedTensor:
         """Join shared tensors (aligned to the finest scale) along ``axis``."""

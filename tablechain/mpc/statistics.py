@@ -3,6 +3,13 @@
 Inputs are either a :class:`SharedTensor` already shared, or a mapping ``party -> rows`` (each
 party's rows of one table, horizontally partitioned; the row counts are public). Only the final
 statistic is opened, to the parties named in ``to`` (default: all).
+
+Range, with f fractional bits (f = 16: the bounds in brackets): means need every value below
+2^(37-f) in magnitude (2^21 ~ 2.1e6; rows given per party are checked, each party its own,
+and refused with ``FixedPointRangeError``). Variances also need every deviation from the mean
+below 2^(31-f) (32768) and the variance below 2^(37-f); covariances need ``|sum of the products
+of deviations|`` below 2^(62-2f) (2^30). Shared tensors cannot be checked without opening
+them: outside these bounds the result is wrong.
 """
 
 from __future__ import annotations
@@ -14,7 +21,7 @@ from typing import Any
 import numpy as np
 
 from tablechain.mpc.channel import Traffic
-from tablechain.mpc.errors import PartyError, ShapeMismatch
+from tablechain.mpc.errors import FixedPointRangeError, PartyError, ShapeMismatch
 from tablechain.mpc.sharing import SecretSharing, SharedTensor
 
 __all__ = [
@@ -72,10 +79,29 @@ def share_columns(protocol: SecretSharing, columns_by_party: Mapping[int, Any]) 
     return protocol.concatenate(blocks, axis=1)
 
 
+def _check_mean_range(protocol: SecretSharing, rows_by_party: Mapping[int, Any]) -> None:
+    """Each party refuses its own rows if a value is too large for a secure mean to be right.
+
+    ``div_public`` is exact while the quotient is below 2^(37 - f); a mean is never larger than
+    the largest value, so each party checking its own values (against a public bound, before
+    sharing) guarantees it. The message names the bound, never a value.
+    """
+    limit = 2.0 ** (37 - protocol.fixed.frac_bits)
+    for party in sorted(rows_by_party):
+        arr = np.asarray(rows_by_party[party], dtype=np.float64)
+        if arr.size and float(np.max(np.abs(arr))) >= limit:
+            raise FixedPointRangeError(
+                f"party {party} has a value of magnitude >= {limit:g}; secure means (and so "
+                f"variances and covariances) need |x| < {limit:g} at "
+                f"{protocol.fixed.frac_bits} fractional bits"
+            )
+
+
 def _as_table(protocol: SecretSharing, data: SharedTensor | Mapping[int, Any]) -> SharedTensor:
     if isinstance(data, SharedTensor):
         table = data if data.ndim == 2 else data.reshape(-1, 1)
     else:
+        _check_mean_range(protocol, data)
         table = share_rows(protocol, data)
     if table.shape[0] == 0:
         raise ShapeMismatch("no rows")

@@ -173,3 +173,43 @@ def test_count_sum_mean_queries():
 def test_errors_pickle():
     err = pickle.loads(pickle.dumps(PrivacyBudgetExhausted("no budget left")))
     assert isinstance(err, PrivacyBudgetExhausted) and err.message == "no budget left"
+
+
+def test_mean_charges_both_halves_or_neither_when_floats_round():
+    # 1 - 0.1 rounds to 0.9 as a float, but 0.1 + 0.45 + 0.45 exceeds 1 exactly: the exact
+    # accountant refuses the count half, so the mean must be refused before the sum half is spent
+    acc = PrivacyAccountant({"t": (1.0, 0.0)})
+    acc.charge("t", 0.1, mechanism="laplace")
+    with pytest.raises(PrivacyBudgetExhausted):
+        dp_mean([1.0, 2.0], lower=0, upper=10, epsilon=0.9, accountant=acc, dataset="t")
+    assert [c.epsilon for c in acc.charges("t")] == [0.1]
+    with pytest.raises(InvalidPrivacyParameter):  # non-finite values charge nothing either
+        dp_mean([1.0, math.nan], lower=0, upper=10, epsilon=0.1, accountant=acc, dataset="t")
+    assert [c.epsilon for c in acc.charges("t")] == [0.1]
+
+
+def test_charge_all_is_atomic():
+    acc = PrivacyAccountant({"t": (1.0, 1e-6)})
+    releases = [(0.5, 0.0, "laplace", "a"), (0.4, 2e-6, "gaussian", "b")]
+    with pytest.raises(PrivacyBudgetExhausted):  # the delta of the second part is too much
+        acc.charge_all("t", releases)
+    assert acc.charges("t") == ()
+    with pytest.raises(InvalidPrivacyParameter):
+        acc.charge_all("t", [(0.5, 0.0, "laplace", "a"), (-1.0, 0.0, "laplace", "b")])
+    assert acc.charges("t") == ()
+    charged = acc.charge_all("t", [(0.5, 0.0, "laplace", "a"), (0.4, 1e-6, "gaussian", "b")])
+    assert [c.label for c in charged] == ["a", "b"] and acc.spent("t") == (0.9, 1e-6)
+
+
+def test_a_budget_is_never_raised():
+    acc = PrivacyAccountant({"d": (1.0, 1e-6)})
+    acc.charge("d", 1.0, mechanism="laplace")
+    with pytest.raises(InvalidPrivacyParameter):  # would refill the spent budget
+        acc.set_budget("d", 5.0)
+    with pytest.raises(InvalidPrivacyParameter):
+        acc.set_budget("d", 1.0, delta=1e-5)
+    assert acc.budget("d") == (1.0, 1e-6)
+    with pytest.raises(PrivacyBudgetExhausted):
+        acc.charge("d", 0.1, mechanism="laplace")
+    acc.set_budget("d", 1.0, delta=0.0)  # keeping or lowering is allowed
+    assert acc.budget("d") == (1.0, 0.0)

@@ -136,6 +136,20 @@ def test_bad_inputs_are_refused(keys):
         PaillierPrivateKey(pub, priv.p, priv.p)
 
 
+def test_ciphertexts_that_are_not_units_are_refused(keys):
+    # multiples of p (or of n) lie in (0, n^2) but encrypt nothing: decrypting them returned
+    # an unrelated number, and a negative scalar power failed inside gmpy2 with ValueError
+    pub, priv = keys
+    for bad in (pub.n, 2 * pub.n, priv.p, priv.q * 5):
+        with pytest.raises(InvalidCiphertext):
+            priv.decrypt_int(bad)
+        with pytest.raises(InvalidCiphertext):
+            pub.mul_plain(bad, -1)
+    with pytest.raises(InvalidCiphertext):  # a sum involving one is caught at decryption
+        priv.decrypt_int(pub.add(pub.encrypt_int(3), pub.n))
+    assert priv.decrypt_int(pub.mul_plain(pub.encrypt_int(3), -2)) == -6
+
+
 def test_keys_and_errors_pickle(keys):
     pub, priv = keys
     pub2 = pickle.loads(pickle.dumps(pub))
@@ -244,6 +258,19 @@ def test_packing_rejects_out_of_range(keys):
         layout.encode([float("nan")])
     with pytest.raises(ProtocolInputError):
         layout.encode(["x"])
+    for huge in (1e308, -1.7e308):  # scaling overflows a float: OverflowError before the fix
+        with pytest.raises(PlaintextOutOfRange):
+            layout.encode([huge])
+
+
+def test_decrypt_packed_refuses_a_negative_count(keys):
+    pub, priv = keys
+    layout = packing_layout(pub)
+    cts = encrypt_packed(pub, layout, [1.0, 2.0])
+    assert decrypt_packed(priv, layout, cts, np.int64(2)).tolist() == [1.0, 2.0]
+    for bad in (-1, True, 1.5):
+        with pytest.raises(ProtocolInputError):  # -1 returned slots - 1 values
+            decrypt_packed(priv, layout, cts, bad)
 
 
 def test_packed_overflow_is_detected(keys):

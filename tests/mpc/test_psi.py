@@ -106,6 +106,11 @@ def test_bad_inputs():
         psi(net, {0: "abc", 1: [1]}, receiver=0)
     with pytest.raises(ProtocolInputError):
         psi(net, {0: [1], 1: [1]}, receiver=0, group="p256")
+    # parties and workers of the wrong type raised TypeError from a comparison
+    with pytest.raises(ProtocolInputError):
+        psi(net, {"a": [1], 1: [1]}, receiver=1)  # type: ignore[dict-item]
+    with pytest.raises(ProtocolInputError):
+        psi(net, {0: [1], 1: [1]}, receiver=0, workers="2")  # type: ignore[arg-type]
     assert net.traffic.rounds == 0
 
 
@@ -169,3 +174,15 @@ def test_ristretto255_known_answer_rfc9496():
     }
     for k, expected in multiples.items():
         assert impl.multiply(k.to_bytes(32, "little"), generator).hex() == expected
+
+
+def test_huge_int_items():
+    # str() of an int over 4300 digits raises ValueError; such items are encoded in hex
+    huge = 10**5000
+    assert encode_item(huge) != encode_item(huge + 1)
+    assert encode_item(huge) != encode_item(-huge)
+    assert encode_item(2**2000) != encode_item(2**2000 + 1)
+    assert encode_item(2**2000 - 1).startswith(b"i")  # small ints keep their decimal encoding
+    net = LocalNetwork(2)
+    result = psi(net, {0: [huge, -huge, 7], 1: [huge, 7, 8]}, receiver=0)
+    assert set(result.intersection or ()) == {huge, 7}

@@ -278,3 +278,18 @@ def test_replicated_rejects_wrong_network() -> None:
         ReplicatedSharing(network=LocalNetwork(4))
     with pytest.raises(PartyError):
         DealerSharing(3, network=LocalNetwork(3))
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_div_public_by_large_divisors(mode: str) -> None:
+    proto = make(mode)
+    x = proto.share(np.array([3.0e6, -2.0e6, 1.5, 0.0]), 0)
+    for d in (3, 1000, 2**20 + 1):
+        got = proto.reveal(proto.div_public(x, d)).value
+        assert np.allclose(got, np.array([3.0e6, -2.0e6, 1.5, 0.0]) / d, rtol=1e-6, atol=4e-5)
+    tiny = proto.reveal(proto.div_public(x, 2**60)).value
+    assert np.allclose(tiny, 0.0, atol=4e-5)
+    with pytest.raises(ShapeMismatch):
+        proto.div_public(x, 2**61)
+    with pytest.raises(ShapeMismatch):
+        proto.div_public(x, True)

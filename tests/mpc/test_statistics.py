@@ -7,6 +7,7 @@ import pytest
 
 from tablechain.mpc import (
     DealerSharing,
+    FixedPointRangeError,
     PartyError,
     ShapeMismatch,
     secure_covariance,
@@ -67,3 +68,35 @@ def test_statistics_reject_bad_input() -> None:
         secure_variance(proto, {0: np.ones((1, 2))})
     with pytest.raises(ShapeMismatch):
         secure_mean(proto, {0: np.ones((3, 2)), 1: np.ones((3, 3))})
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_mean_of_large_values_over_many_rows(mode: str) -> None:
+    # the column sums (5e6 and 5e7) exceed 2^21; the means (5000, 50000) are well in range
+    proto = make(mode)
+    rng = np.random.default_rng(3)
+    table = rng.normal([5000.0, 50000.0], [10.0, 10.0], size=(1000, 2))
+    mean = secure_mean(proto, {0: table[:600], 1: table[600:]})
+    assert np.allclose(mean.value, table.mean(axis=0), rtol=1e-6)
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_variance_and_covariance_of_many_rows(mode: str) -> None:
+    # sum of squared deviations ~ 4e7, far above 2^21; the variance (~4e4) is in range
+    proto = make(mode)
+    rng = np.random.default_rng(4)
+    table = rng.normal(0.0, 200.0, size=(1000, 2))
+    rows = {0: table[:500], 1: table[500:]}
+    var = secure_variance(proto, rows)
+    cov = secure_covariance(proto, rows)
+    assert np.allclose(var.value, table.var(axis=0, ddof=1), rtol=1e-4)
+    assert np.allclose(cov.value, np.cov(table.T), rtol=1e-4, atol=1e-2)
+
+
+def test_means_refuse_values_beyond_their_range() -> None:
+    proto = make("replicated")
+    with pytest.raises(FixedPointRangeError) as info:
+        secure_mean(proto, {0: [1.0, 2.0], 1: [3.0e6, 1.0]})
+    assert "3000000" not in str(info.value)  # the bound is named, not the value
+    with pytest.raises(FixedPointRangeError):
+        secure_variance(proto, {0: [-2.0**21, 0.0]})
