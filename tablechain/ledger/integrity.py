@@ -32,6 +32,7 @@ from tablechain.errors import TablechainError
 from tablechain.ledger.blocks import BlockHeader, Receipt
 from tablechain.ledger.digest import LtHash
 from tablechain.ledger.merkle import merkle_root
+from tablechain.ledger.proofs import certified_chain
 from tablechain.ledger.state import STATE_LTHASH_KEY, StateOverlay
 from tablechain.ledger.tables import ROWID, TableEngine, TableMeta, json_value
 from tablechain.ledger.transactions import parse_transaction
@@ -191,6 +192,9 @@ def _check_blocks(conn: Connection, ledger: Any, top: int, signatures: bool,
     suite = ledger.suite
     blocks, txs = ledger.t.blocks, ledger.t.txs
     verify_qc = _qc_checker(ledger)
+    # On a chain of validators every committed block is stored with its certificate: one
+    # without is exactly what a database rebuilt with forged blocks would look like.
+    certified = certified_chain(ledger.genesis)
     previous_hash = None
     expected_height = 0
     for height, stored_hash, header_text, certificate, records in _block_pages(
@@ -243,6 +247,9 @@ def _check_blocks(conn: Connection, ledger: Any, top: int, signatures: bool,
             reason = verify_qc(height, own_hash, header.state_root, certificate)
             if reason is not None:
                 problems.append(Problem("certificate", where, reason))
+        elif certified and height > 0:
+            problems.append(Problem("certificate", where, "it carries no quorum certificate "
+                                    "(every block of a chain of validators is stored with one)"))
     if expected_height != top + 1:
         problems.append(Problem("block", f"block {expected_height}", "blocks up to the head "
                                 f"({top}) are missing"))
