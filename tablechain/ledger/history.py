@@ -182,7 +182,15 @@ def audit_table(ledger: Any, owner: str, name: str, fields: Sequence[str],
         cond = None if condition is None else parse_condition(condition, defs)
         rowids = {rowid for rowid, _ in tables.matching_rows(meta, cond)}
     touching = {(e.ledger_index, e.index) for e in events[lineage]}
-    names = {(e.ledger_index, e.index): e.name for e in events[lineage]}
+    # The table's name as each transaction starts (a rename inside it comes later), and the
+    # transactions that create it (before them, the name may still be another table's).
+    names: dict[tuple[int, int], str] = {}
+    creates: set[tuple[int, int]] = set()
+    for e in events[lineage]:
+        if (e.ledger_index, e.index) not in names:
+            names[(e.ledger_index, e.index)] = e.name
+            if e.op_type == 1:
+                creates.add((e.ledger_index, e.index))
     out: list[dict[str, Any]] = []
     with tempfile.TemporaryDirectory() as scratch_dir:
         scratch = Ledger(f"sqlite:///{Path(scratch_dir) / 'audit.db'}", ledger.genesis,
@@ -198,7 +206,8 @@ def audit_table(ledger: Any, owner: str, name: str, fields: Sequence[str],
                     if key not in touching:
                         scratch.execute([tx], header.timestamp_ms, header.proposer).commit()
                         continue
-                    before = _snapshot(scratch, owner, names[key], rowids, fields)
+                    before = ({} if key in creates
+                              else _snapshot(scratch, owner, names[key], rowids, fields))
                     scratch.execute([tx], header.timestamp_ms, header.proposer).commit()
                     after = _snapshot(scratch, owner, _name_after(tx, owner, names[key]),
                                       rowids, fields)
