@@ -143,3 +143,25 @@ def test_an_audit_judges_a_transaction_from_the_table_as_it_started(sqlite_harne
                                                             "salary": 7}]}]}).success
     changes = audit_table(h.ledger, a.address, "u", ["salary"], {"id": 1})
     assert [(x["before"], x["after"]) for c in changes for x in c["changes"]] == [(None, 7)]
+
+
+@pytest.mark.parametrize("cut", [1, 40])
+def test_a_dump_cut_in_its_last_line_resumes_with_whole_lines(sqlite_harness: Harness,
+                                                               tmp_path: Path, cut: int) -> None:
+    """A dump interrupted while writing its last line (before the newline, or mid-line)
+    resumes without gluing two events into one line or losing the cut one."""
+    h = sqlite_harness
+    a = h.account()
+    assert h.create(a, "t", FIELDS).success
+    assert h.statement(a, 6, a, "t", [{"id": 1, "name": "x", "salary": 1}]).success
+    out, whole = tmp_path / "t.jsonl", tmp_path / "whole.jsonl"
+    assert dump_table(h.ledger, a.address, "t", out) == 2
+    out.write_bytes(out.read_bytes()[:-cut])
+    assert h.statement(a, 6, a, "t", [{"id": 2, "name": "y", "salary": 2}]).success
+    assert dump_table(h.ledger, a.address, "t", out) == (1 if cut == 1 else 2)
+    assert dump_table(h.ledger, a.address, "t", whole) == 3
+    assert out.read_text() == whole.read_text()
+    (tmp_path / "other.txt").write_text("a line\nnot a dump")
+    with pytest.raises(BadField):
+        dump_table(h.ledger, a.address, "t", tmp_path / "other.txt")
+    assert (tmp_path / "other.txt").read_text() == "a line\nnot a dump"  # left alone
