@@ -40,6 +40,9 @@ from tablechain.ledger.transactions import parse_transaction
 __all__ = ["Problem", "IntegrityReport", "verify_ledger"]
 
 _BATCH = 1000
+# Per statement: Connection.execution_options would stream every later statement on the
+# connection too (SAVEPOINT included, which PostgreSQL cannot DECLARE as a cursor).
+_STREAM = {"yield_per": _BATCH}
 
 
 @dataclass(frozen=True)
@@ -99,8 +102,8 @@ def _folded(elements: Iterator[bytes]) -> tuple[LtHash, int]:
 
 def _state_entries(conn: Connection, ledger: Any) -> Iterator[bytes]:
     kv = ledger.t.kv
-    for key, value in conn.execution_options(yield_per=_BATCH).execute(
-        sa.select(kv.c.key, kv.c.value).order_by(kv.c.key)
+    for key, value in conn.execute(
+        sa.select(kv.c.key, kv.c.value).order_by(kv.c.key), execution_options=_STREAM
     ):
         # A value written behind the chain's back may come back as text: hash what is there.
         raw = value.encode("utf-8") if isinstance(value, str) else bytes(value)
@@ -127,7 +130,7 @@ def _check_state(conn: Connection, ledger: Any, head: BlockHeader | None,
 def _table_rows(conn: Connection, tables: TableEngine, meta: TableMeta) -> Iterator[bytes]:
     table, fields = tables.physical(meta)
     stmt = sa.select(table).order_by(table.c[ROWID])
-    for rec in conn.execution_options(yield_per=_BATCH).execute(stmt):
+    for rec in conn.execute(stmt, execution_options=_STREAM):
         m = rec._mapping
         row = {f.name: json_value(f, m[f.name]) for f in fields}
         yield TableEngine.encode_row(int(m[ROWID]), row)
@@ -157,7 +160,10 @@ def _check_tables(conn: Connection, ledger: Any, report: IntegrityReport,
         where = f"{meta.owner}/{meta.name} ({meta.name_in_db})"
         report.tables += 1
         try:
-            vector, count = _folded(_table_rows(conn, tables, meta))
+            # In a savepoint: on PostgreSQL a read that fails (a table or column dropped
+            # behind the chain) aborts the snapshot's transaction and every check after it.
+            with conn.begin_nested():
+                vector, count = _folded(_table_rows(conn, tables, meta))
         except sa.exc.SQLAlchemyError as exc:
             problems.append(
                 Problem("table", where, f"its rows cannot be read: {type(exc).__name__}")

@@ -103,6 +103,14 @@ def _drop_block(h: Harness, a: Any) -> None:
         conn.execute(sa.delete(blocks).where(blocks.c.height == 4))
 
 
+def _drop_rows_table(h: Harness, a: Any) -> None:
+    # Reading it fails in SQL: on PostgreSQL that must not abort the checks after it.
+    table = _rows_table(h, a)
+    h.ledger.engine.dispose()  # SQLite drops a table only when no pooled reader holds it
+    with h.ledger.engine.begin() as conn:
+        table.drop(conn)
+
+
 TAMPERING: dict[str, tuple[Callable[[Harness, Any], None], set[str]]] = {
     "edit a row value": (_edit_row, {"table"}),
     "delete a row": (_delete_row, {"table"}),
@@ -113,6 +121,7 @@ TAMPERING: dict[str, tuple[Callable[[Harness, Any], None], set[str]]] = {
     "rewrite a receipt": (_edit_receipt, {"block"}),
     "edit a header": (_edit_header, {"block"}),
     "remove a block": (_drop_block, {"block"}),
+    "drop a table's SQL table": (_drop_rows_table, {"table"}),
 }
 
 
