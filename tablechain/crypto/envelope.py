@@ -150,7 +150,11 @@ def wrap_key(table_key: bytes, recipient: PublicKey) -> bytes:
     elif scheme == "ed25519":
         peer_x = x25519.X25519PublicKey.from_public_bytes(_ed25519_to_x25519_public(raw))
         eph_x = x25519.X25519PrivateKey.generate()
-        shared = eph_x.exchange(peer_x)
+        try:
+            shared = eph_x.exchange(peer_x)
+        except ValueError:  # an all-zero shared secret: nothing would stay secret
+            raise CryptoError("this Ed25519 public key is a low-order point: no key can be "
+                              "wrapped to it") from None
         eph_raw = eph_x.public_key().public_bytes_raw()
         tag = _WRAP_X25519
     else:

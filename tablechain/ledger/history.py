@@ -137,14 +137,7 @@ def dump_table(ledger: Any, owner: str, name: str, path: str | Path) -> int:
     """Write the table's operation log to ``path`` as JSON lines; when the file exists, append
     what follows its last line (a dump resumes). How many lines were written."""
     path = Path(path)
-    after: tuple[int, int, int] | None = None
-    if path.exists() and path.stat().st_size:
-        last = path.read_bytes().rstrip(b"\n").rsplit(b"\n", 1)[-1]
-        try:
-            obj = json.loads(last)
-            after = (int(obj["ledger_index"]), int(obj["index"]), int(obj["statement"]))
-        except (ValueError, KeyError, TypeError):
-            raise BadField(f"{path} does not end with a line of a table dump") from None
+    after = _resume_after(path) if path.exists() and path.stat().st_size else None
     written = 0
     with path.open("a", encoding="utf-8") as out:
         for event in table_log(ledger, owner, name):
@@ -153,6 +146,43 @@ def dump_table(ledger: Any, owner: str, name: str, path: str | Path) -> int:
             out.write(canonical_json(event.to_json()).decode() + "\n")
             written += 1
     return written
+
+
+_LINE_START = b'{"account":"'  # how every dump line starts (canonical JSON, sorted keys)
+
+
+def _event_key(line: bytes) -> tuple[int, int, int] | None:
+    try:
+        obj = json.loads(line)
+        return int(obj["ledger_index"]), int(obj["index"]), int(obj["statement"])
+    except (ValueError, KeyError, TypeError):
+        return None
+
+
+def _resume_after(path: Path) -> tuple[int, int, int] | None:
+    """Where a dump in ``path`` stops. A dump interrupted mid-line leaves a last line without
+    its newline: a whole one gets its newline, a cut one is removed (the next run writes it
+    again), so appending never glues two events into one line."""
+    data = path.read_bytes()
+    body, _, tail = data.rpartition(b"\n")
+    if tail:
+        if _event_key(tail) is not None:
+            with path.open("ab") as out:
+                out.write(b"\n")
+            return _event_key(tail)
+        if not (_LINE_START.startswith(tail) or tail.startswith(_LINE_START)):
+            raise BadField(f"{path} does not end with a line of a table dump")
+        previous = body.rstrip(b"\n").rsplit(b"\n", 1)[-1]
+        after = _event_key(previous) if previous else None
+        if previous and after is None:
+            raise BadField(f"{path} does not end with a line of a table dump")
+        with path.open("r+b") as out:
+            out.truncate(len(data) - len(tail))
+        return after
+    after = _event_key(body.rstrip(b"\n").rsplit(b"\n", 1)[-1])
+    if after is None:
+        raise BadField(f"{path} does not end with a line of a table dump")
+    return after
 
 
 # --- audit -----------------------------------------------------------------------------------
@@ -182,7 +212,15 @@ def audit_table(ledger: Any, owner: str, name: str, fields: Sequence[str],
         cond = None if condition is None else parse_condition(condition, defs)
         rowids = {rowid for rowid, _ in tables.matching_rows(meta, cond)}
     touching = {(e.ledger_index, e.index) for e in events[lineage]}
-    names = {(e.ledger_index, e.index): e.name for e in events[lineage]}
+    # The table's name as each transaction starts (a rename inside it comes later), and the
+    # transactions that create it (before them, the name may still be another table's).
+    names: dict[tuple[int, int], str] = {}
+    creates: set[tuple[int, int]] = set()
+    for e in events[lineage]:
+        if (e.ledger_index, e.index) not in names:
+            names[(e.ledger_index, e.index)] = e.name
+            if e.op_type == 1:
+                creates.add((e.ledger_index, e.index))
     out: list[dict[str, Any]] = []
     with tempfile.TemporaryDirectory() as scratch_dir:
         scratch = Ledger(f"sqlite:///{Path(scratch_dir) / 'audit.db'}", ledger.genesis,
@@ -198,7 +236,8 @@ def audit_table(ledger: Any, owner: str, name: str, fields: Sequence[str],
                     if key not in touching:
                         scratch.execute([tx], header.timestamp_ms, header.proposer).commit()
                         continue
-                    before = _snapshot(scratch, owner, names[key], rowids, fields)
+                    before = ({} if key in creates
+                              else _snapshot(scratch, owner, names[key], rowids, fields))
                     scratch.execute([tx], header.timestamp_ms, header.proposer).commit()
                     after = _snapshot(scratch, owner, _name_after(tx, owner, names[key]),
                                       rowids, fields)

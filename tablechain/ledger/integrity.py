@@ -32,6 +32,7 @@ from tablechain.errors import TablechainError
 from tablechain.ledger.blocks import BlockHeader, Receipt
 from tablechain.ledger.digest import LtHash
 from tablechain.ledger.merkle import merkle_root
+from tablechain.ledger.proofs import certified_chain
 from tablechain.ledger.state import STATE_LTHASH_KEY, StateOverlay
 from tablechain.ledger.tables import ROWID, TableEngine, TableMeta, json_value
 from tablechain.ledger.transactions import parse_transaction
@@ -39,6 +40,9 @@ from tablechain.ledger.transactions import parse_transaction
 __all__ = ["Problem", "IntegrityReport", "verify_ledger"]
 
 _BATCH = 1000
+# Per statement: Connection.execution_options would stream every later statement on the
+# connection too (SAVEPOINT included, which PostgreSQL cannot DECLARE as a cursor).
+_STREAM = {"yield_per": _BATCH}
 
 
 @dataclass(frozen=True)
@@ -98,8 +102,8 @@ def _folded(elements: Iterator[bytes]) -> tuple[LtHash, int]:
 
 def _state_entries(conn: Connection, ledger: Any) -> Iterator[bytes]:
     kv = ledger.t.kv
-    for key, value in conn.execution_options(yield_per=_BATCH).execute(
-        sa.select(kv.c.key, kv.c.value).order_by(kv.c.key)
+    for key, value in conn.execute(
+        sa.select(kv.c.key, kv.c.value).order_by(kv.c.key), execution_options=_STREAM
     ):
         # A value written behind the chain's back may come back as text: hash what is there.
         raw = value.encode("utf-8") if isinstance(value, str) else bytes(value)
@@ -126,7 +130,7 @@ def _check_state(conn: Connection, ledger: Any, head: BlockHeader | None,
 def _table_rows(conn: Connection, tables: TableEngine, meta: TableMeta) -> Iterator[bytes]:
     table, fields = tables.physical(meta)
     stmt = sa.select(table).order_by(table.c[ROWID])
-    for rec in conn.execution_options(yield_per=_BATCH).execute(stmt):
+    for rec in conn.execute(stmt, execution_options=_STREAM):
         m = rec._mapping
         row = {f.name: json_value(f, m[f.name]) for f in fields}
         yield TableEngine.encode_row(int(m[ROWID]), row)
@@ -156,7 +160,10 @@ def _check_tables(conn: Connection, ledger: Any, report: IntegrityReport,
         where = f"{meta.owner}/{meta.name} ({meta.name_in_db})"
         report.tables += 1
         try:
-            vector, count = _folded(_table_rows(conn, tables, meta))
+            # In a savepoint: on PostgreSQL a read that fails (a table or column dropped
+            # behind the chain) aborts the snapshot's transaction and every check after it.
+            with conn.begin_nested():
+                vector, count = _folded(_table_rows(conn, tables, meta))
         except sa.exc.SQLAlchemyError as exc:
             problems.append(
                 Problem("table", where, f"its rows cannot be read: {type(exc).__name__}")
@@ -191,6 +198,9 @@ def _check_blocks(conn: Connection, ledger: Any, top: int, signatures: bool,
     suite = ledger.suite
     blocks, txs = ledger.t.blocks, ledger.t.txs
     verify_qc = _qc_checker(ledger)
+    # On a chain of validators every committed block is stored with its certificate: one
+    # without is exactly what a database rebuilt with forged blocks would look like.
+    certified = certified_chain(ledger.genesis)
     previous_hash = None
     expected_height = 0
     for height, stored_hash, header_text, certificate, records in _block_pages(
@@ -243,6 +253,9 @@ def _check_blocks(conn: Connection, ledger: Any, top: int, signatures: bool,
             reason = verify_qc(height, own_hash, header.state_root, certificate)
             if reason is not None:
                 problems.append(Problem("certificate", where, reason))
+        elif certified and height > 0:
+            problems.append(Problem("certificate", where, "it carries no quorum certificate "
+                                    "(every block of a chain of validators is stored with one)"))
     if expected_height != top + 1:
         problems.append(Problem("block", f"block {expected_height}", "blocks up to the head "
                                 f"({top}) are missing"))

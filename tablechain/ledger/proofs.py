@@ -71,6 +71,32 @@ def tx_proof(ledger: Any, tx_hash: str) -> dict[str, Any]:
     return make_tx_proof(ledger.block(int(record["ledger_index"])), tx_hash, ledger.suite)
 
 
+def _header(value: Any) -> BlockHeader:
+    """The header of a proof, in exactly the shape nodes store: a hostile node's odd types
+    (roots that are not hex, a height of 1e309) are a ``ProofError``, never an exception."""
+    try:
+        header = BlockHeader.from_json(value)
+        if header.to_json() != dict(value):
+            raise ValueError("not a header")
+        bytes.fromhex(header.tx_root), bytes.fromhex(header.receipts_root)
+    except (KeyError, TypeError, ValueError, ArithmeticError):
+        raise ProofError("the header is malformed") from None
+    return header
+
+
+def _receipt(value: Any) -> Receipt:
+    """The receipt of a proof, with the types a stored receipt has (``ProofError`` else)."""
+    try:
+        receipt = Receipt.from_json(value)
+    except (KeyError, TypeError, ValueError):
+        raise ProofError("the receipt is malformed") from None
+    if not (isinstance(receipt.tx_hash, str) and type(receipt.index) is int
+            and isinstance(receipt.result, str) and isinstance(receipt.message, str)
+            and isinstance(receipt.details, dict)):
+        raise ProofError("the receipt is malformed")
+    return receipt
+
+
 def _path(value: Any, what: str) -> list[bytes]:
     if not isinstance(value, list) or len(value) > 64:
         raise ProofError(f"{what} is a list of at most 64 hex hashes")
@@ -93,17 +119,15 @@ def verify_tx_proof(
     if not isinstance(proof, Mapping) or set(proof) != _PROOF_FIELDS:
         raise ProofError(f"a transaction proof has exactly the fields {sorted(_PROOF_FIELDS)}")
     suite = genesis.crypto_suite
+    if not isinstance(proof["tx"], Mapping):
+        raise ProofError("the transaction is not an object")
     try:
         tx = parse_transaction(dict(proof["tx"]), suite, genesis.network_id)
     except TablechainError as exc:
         raise ProofError(f"the transaction does not check: {exc.message}") from None
     if tx.hash_hex != proof["hash"]:
         raise ProofError(f"the transaction hashes to {tx.hash_hex}, not {proof['hash']}")
-    try:
-        header = BlockHeader.from_json(proof["header"])
-        receipt = Receipt.from_json(proof["receipt"])
-    except (KeyError, TypeError, ValueError):
-        raise ProofError("the header or the receipt is malformed") from None
+    header, receipt = _header(proof["header"]), _receipt(proof["receipt"])
     index = proof["index"]
     if not isinstance(index, int) or isinstance(index, bool) or not 0 <= index < header.tx_count:
         raise ProofError("index is not a position in the block")

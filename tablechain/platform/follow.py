@@ -54,9 +54,11 @@ class Follower:
             raise FollowError(f"{client.url} serves chain {chain}, not this genesis' "
                               f"({self.genesis.hash()})")
 
-    def _check_certificate(self, header: BlockHeader, certificate: Any) -> None:
+    def _check_certificate(self, header: BlockHeader, certificate: Any) -> Any:
+        """The certificate to store with the block: the checked one, as consensus stores it
+        (nothing else a source adds), or None on a chain whose blocks carry none."""
         if not certified_chain(self.genesis):
-            return
+            return None
         if self._validators is None:
             from tablechain.ledger.validator import validator_set_from_genesis
 
@@ -65,6 +67,7 @@ class Follower:
             check_certificate(certificate, header, self.genesis, self._validators)
         except ProofError as exc:
             raise FollowError(f"block {header.height}: {exc.message}") from None
+        return {"qc": certificate["qc"]}
 
     def apply(self, height: int) -> None:
         """Fetch block ``height`` (the next one) and apply it, or raise ``FollowError``."""
@@ -74,11 +77,11 @@ class Follower:
             transactions = block.get("transactions", [])
             if not isinstance(transactions, list):
                 raise TypeError("transactions")
-        except (KeyError, TypeError, ValueError, AttributeError):
+        except (KeyError, TypeError, ValueError, AttributeError, ArithmeticError):
             raise FollowError(f"block {height}: the answer is not a block") from None
         if header.height != height:
             raise FollowError(f"asked for block {height}, got {header.height}")
-        self._check_certificate(header, block.get("certificate"))
+        certificate = self._check_certificate(header, block.get("certificate"))
         suite = self.ledger.suite
         try:
             txs = [parse_transaction(tx, suite, self.genesis.network_id)
@@ -87,13 +90,17 @@ class Follower:
             raise FollowError(f"block {height}: a transaction does not check: "
                               f"{exc.message}") from None
         try:
-            self.ledger.apply_block(header, txs, block.get("certificate"))
+            self.ledger.apply_block(header, txs, certificate)
         except TablechainError as exc:  # another header, a transaction twice, ...
             raise FollowError(f"block {height}: {exc.message}") from None
 
     def sync(self) -> int:
         """Apply every block the source has committed beyond ours; how many were applied."""
-        target = int(self.client.ledger_closed()["ledger_index"])
+        closed = self.client.ledger_closed()
+        try:
+            target = int(closed["ledger_index"])
+        except (KeyError, TypeError, ValueError, ArithmeticError):
+            raise FollowError("the source's ledger_closed answer has no ledger_index") from None
         applied = 0
         while self.ledger.height < target:
             self.apply(self.ledger.height + 1)

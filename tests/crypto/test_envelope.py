@@ -165,3 +165,24 @@ def test_a_field_value_sealed_for_several_keys_opens_for_each_and_no_other(suite
             open_for(bad, readers[0])
     with pytest.raises(CryptoError):
         seal_for(b"x", [], suite)
+
+
+# Ed25519 encodings of small-order points (libsodium's blocklist in crypto_sign_ed25519's
+# checks): y = -1 (order 2), y = 0 (order 4) and two of order 8.
+_SMALL_ORDER_ED25519 = [
+    "ecffffffffffffffffffffffffffffffffffffffffffffffffffffffffffff7f",
+    "0000000000000000000000000000000000000000000000000000000000000000",
+    "c7176a703d4dd84fba3c0b760d10670f2a2053fa2c39ccc64ec7fd7792ac037a",
+    "26e8958fc2b227b045c3f489f2ef98f0d5dfac05d3c63339b13802886d53fc05",
+]
+
+
+@pytest.mark.parametrize("raw", _SMALL_ORDER_ED25519)
+def test_no_key_is_wrapped_to_a_small_order_ed25519_key(raw: str) -> None:
+    """Its X25519 shared secret is all zeros: a CryptoError that says so (as for any bad
+    public key), not cryptography's bare ValueError."""
+    from tablechain.crypto import public_key_from_bytes
+
+    public = public_key_from_bytes("ed25519", bytes.fromhex(raw))
+    with pytest.raises(CryptoError, match="low-order"):
+        wrap_key(new_table_key("international"), public)

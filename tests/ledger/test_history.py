@@ -114,3 +114,54 @@ def test_a_rows_audit_starts_at_its_own_insert(sqlite_harness: Harness) -> None:
     # The row now called id 1 is the second one: its history starts at its insert.
     changes = audit_table(h.ledger, a.address, "t", ["salary"], {"id": 1})
     assert [(x["before"], x["after"]) for c in changes for x in c["changes"]] == [(None, 2)]
+
+
+def test_an_audit_judges_a_transaction_from_the_table_as_it_started(sqlite_harness: Harness
+                                                                    ) -> None:
+    """Inside one SQLTransaction the table may be renamed before it is changed, or created
+    after another table of the same name was dropped: the values before are the audited
+    table's as the transaction started (its old name; nothing if the transaction creates it)."""
+    h = sqlite_harness
+    a = h.account()
+
+    def update(name: str, salary: int) -> dict:
+        return {"TransactionType": "SQLStatement", "OpType": 8, "Owner": a.address,
+                "Tables": [{"Table": {"TableName": name}}], "Raw": [{"salary": salary},
+                                                                    {"id": 1}]}
+
+    assert h.create(a, "t", FIELDS).success
+    assert h.statement(a, 6, a, "t", [{"id": 1, "name": "x", "salary": 1}]).success
+    assert h.run(a, {"TransactionType": "SQLTransaction", "Statements": [
+        _tables(h, "t", 3, TableNewName="u"), update("u", 5)]}).success
+    changes = audit_table(h.ledger, a.address, "u", ["salary"], {"id": 1})
+    assert [(x["before"], x["after"]) for c in changes for x in c["changes"]] == [
+        (None, 1), (1, 5)]
+    assert h.run(a, {"TransactionType": "SQLTransaction", "Statements": [
+        _tables(h, "u", 2), {**_tables(h, "u", 1), "Raw": FIELDS},
+        {"TransactionType": "SQLStatement", "OpType": 6, "Owner": a.address,
+         "Tables": [{"Table": {"TableName": "u"}}], "Raw": [{"id": 1, "name": "y",
+                                                            "salary": 7}]}]}).success
+    changes = audit_table(h.ledger, a.address, "u", ["salary"], {"id": 1})
+    assert [(x["before"], x["after"]) for c in changes for x in c["changes"]] == [(None, 7)]
+
+
+@pytest.mark.parametrize("cut", [1, 40])
+def test_a_dump_cut_in_its_last_line_resumes_with_whole_lines(sqlite_harness: Harness,
+                                                               tmp_path: Path, cut: int) -> None:
+    """A dump interrupted while writing its last line (before the newline, or mid-line)
+    resumes without gluing two events into one line or losing the cut one."""
+    h = sqlite_harness
+    a = h.account()
+    assert h.create(a, "t", FIELDS).success
+    assert h.statement(a, 6, a, "t", [{"id": 1, "name": "x", "salary": 1}]).success
+    out, whole = tmp_path / "t.jsonl", tmp_path / "whole.jsonl"
+    assert dump_table(h.ledger, a.address, "t", out) == 2
+    out.write_bytes(out.read_bytes()[:-cut])
+    assert h.statement(a, 6, a, "t", [{"id": 2, "name": "y", "salary": 2}]).success
+    assert dump_table(h.ledger, a.address, "t", out) == (1 if cut == 1 else 2)
+    assert dump_table(h.ledger, a.address, "t", whole) == 3
+    assert out.read_text() == whole.read_text()
+    (tmp_path / "other.txt").write_text("a line\nnot a dump")
+    with pytest.raises(BadField):
+        dump_table(h.ledger, a.address, "t", tmp_path / "other.txt")
+    assert (tmp_path / "other.txt").read_text() == "a line\nnot a dump"  # left alone

@@ -103,6 +103,14 @@ def _drop_block(h: Harness, a: Any) -> None:
         conn.execute(sa.delete(blocks).where(blocks.c.height == 4))
 
 
+def _drop_rows_table(h: Harness, a: Any) -> None:
+    # Reading it fails in SQL: on PostgreSQL that must not abort the checks after it.
+    table = _rows_table(h, a)
+    h.ledger.engine.dispose()  # SQLite drops a table only when no pooled reader holds it
+    with h.ledger.engine.begin() as conn:
+        table.drop(conn)
+
+
 TAMPERING: dict[str, tuple[Callable[[Harness, Any], None], set[str]]] = {
     "edit a row value": (_edit_row, {"table"}),
     "delete a row": (_delete_row, {"table"}),
@@ -113,6 +121,7 @@ TAMPERING: dict[str, tuple[Callable[[Harness, Any], None], set[str]]] = {
     "rewrite a receipt": (_edit_receipt, {"block"}),
     "edit a header": (_edit_header, {"block"}),
     "remove a block": (_drop_block, {"block"}),
+    "drop a table's SQL table": (_drop_rows_table, {"table"}),
 }
 
 
@@ -172,3 +181,60 @@ def test_garbage_written_behind_the_chain_is_reported_never_a_crash(sqlite_harne
     assert ("state", "table/0xzz/junk") in kinds
     assert any(p.kind == "table" for p in report.problems)
     assert ("block", "block") in kinds  # the head header
+
+
+def _certified_chain(url: str, blocks: int) -> tuple[Any, Any, Any]:
+    """A 4-validator chain of one-insert blocks, each committed with a quorum certificate (as
+    consensus stores it); (ledger, owner key, proposer address of the last block)."""
+    from tablechain.crypto import address_to_text, generate_private_key
+    from tablechain.ledger.chain import Genesis, Ledger
+    from tablechain.ledger.consensus.messages import PRECOMMIT, QuorumCertificate, vote_payload
+    from tablechain.ledger.transactions import parse_transaction, sign_transaction
+    from tablechain.ledger.validator import validator_set_from_genesis
+
+    keys = {f"v{i}": generate_private_key("ed25519") for i in range(4)}
+    genesis = Genesis(network_id=9, validators=tuple(
+        {"id": vid, "scheme": "ed25519", "public_key": k.public_key.to_bytes().hex()}
+        for vid, k in keys.items()))
+    ledger, owner = Ledger(url, genesis), generate_private_key()
+    validators = validator_set_from_genesis(genesis)
+    proposer = ""
+    for height in range(1, blocks + 1):
+        body: dict[str, Any] = (
+            {"TransactionType": "TableListSet", "OpType": 1,
+             "Tables": [{"Table": {"TableName": "t"}}], "Raw": FIELDS} if height == 1 else
+            {"TransactionType": "SQLStatement", "OpType": 6,
+             "Tables": [{"Table": {"TableName": "t"}}], "Raw": [{"id": height}]})
+        tx = sign_transaction({"NetworkID": 9, "Sequence": height, **body}, owner)
+        proposer = address_to_text(keys[validators.proposer(height, 0)].address())
+        pending = ledger.execute([parse_transaction(tx, ledger.suite, 9)], 1000 + height,
+                                 proposer)
+        block_hash, root = bytes.fromhex(pending.hash), bytes.fromhex(pending.header.state_root)
+        payload = vote_payload(validators.chain_id, PRECOMMIT, height, 0, block_hash, root)
+        qc = QuorumCertificate(height, 0, block_hash, root, tuple(
+            (vid, keys[vid].sign(payload)) for vid in validators.ids[: validators.quorum]))
+        pending.commit({"qc": qc.to_bytes().hex()})
+    return ledger, owner, proposer
+
+
+def test_a_block_without_its_certificate_is_found_on_a_chain_of_validators(tmp_path: Any
+                                                                           ) -> None:
+    """A database rebuilt consistently with a forged head block (another row, its digest,
+    state root and header all recomputed) verifies everything but the certificate, which
+    nobody but a quorum of validators can make: a missing one must count as a problem."""
+    from tablechain.ledger.chain import rebuild
+    from tablechain.ledger.transactions import parse_transaction, sign_transaction
+
+    real, owner, proposer = _certified_chain(f"sqlite:///{tmp_path / 'real.db'}", 3)
+    assert verify_ledger(real, signatures=True).ok
+    forged = rebuild(real, f"sqlite:///{tmp_path / 'forged.db'}", to_height=2)
+    tx = sign_transaction({"NetworkID": 9, "Sequence": 3, "TransactionType": "SQLStatement",
+                           "OpType": 6, "Tables": [{"Table": {"TableName": "t"}}],
+                           "Raw": [{"id": 99, "v": "forged"}]}, owner)
+    forged.execute([parse_transaction(tx, forged.suite, 9)], 1003, proposer).commit()
+    try:
+        problems = verify_ledger(forged, signatures=True).problems
+        assert [(p.kind, p.where) for p in problems] == [("certificate", "block 3")]
+    finally:
+        forged.close()
+        real.close()

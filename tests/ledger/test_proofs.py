@@ -68,6 +68,14 @@ HOSTILE: dict[str, Callable[[dict], None]] = {
     "an extra field": _set(("extra",), 1),
     "a path of text": _set(("tx_path",), ["zz"]),
     "a receipt that is not an object": _set(("receipt",), [1]),
+    # Odd JSON types a hostile node may send: a ProofError, never another exception.
+    "a transaction that is not an object": _set(("tx",), "ab"),
+    "a tx_root that is not hex": _set(("header", "tx_root"), "zz"),
+    "a receipts_root that is not hex": _set(("header", "receipts_root"), "zz"),
+    "a height past any integer": _set(("header", "height"), float("inf")),
+    "a header with an extra field": _set(("header", "extra"), 1),
+    "receipt details that are not an object": _set(("receipt", "details"), [1]),
+    "a receipt index of text": _set(("receipt", "index"), "3"),
 }
 
 

@@ -210,3 +210,61 @@ def test_a_bft_replica_checks_every_certificate(tmp_path: Path) -> None:
             bad.close()
     finally:
         cluster.close()
+
+
+class _Odd(_FromLedger):
+    """A source that sends ``closed`` as its ledger_closed answer and changes each block."""
+
+    def __init__(self, ledger: Ledger, closed: Any = None, change: Any = None) -> None:
+        super().__init__(ledger)
+        self.closed, self.change = closed, change
+
+    def ledger_closed(self) -> dict[str, Any]:
+        return super().ledger_closed() if self.closed is None else self.closed
+
+    def ledger(self, index: int, expand: bool = False) -> dict[str, Any]:
+        block = super().ledger(index, expand)
+        if self.change is not None:
+            self.change(block)
+        return block
+
+
+@pytest.mark.parametrize("closed, change", [
+    ({"ledger_index": "abc"}, None),
+    ([1], None),
+    (None, lambda b: b["header"].__setitem__("height", float("inf"))),  # JSON 1e999
+])
+def test_odd_answers_stop_the_follower_with_follow_error(tmp_path: Path, closed: Any,
+                                                         change: Any) -> None:
+    from tests.ledger.conftest import Harness
+
+    h = Harness(f"sqlite:///{tmp_path / 'source.db'}")
+    a = h.account()
+    assert h.create(a, "t", FIELDS).success
+    replica = Ledger(f"sqlite:///{tmp_path / 'replica.db'}", h.genesis)
+    try:
+        with pytest.raises(FollowError):
+            Follower(replica, _Odd(h.ledger, closed, change)).sync()  # type: ignore[arg-type]
+        assert replica.height == 0
+    finally:
+        replica.close()
+        h.ledger.close()
+
+
+def test_a_replica_stores_no_certificate_a_source_made_up(tmp_path: Path) -> None:
+    """On a chain without validators a block has no certificate: whatever a source sends in
+    its place is not stored (it would make the replica's own tamper check fail)."""
+    from tests.ledger.conftest import Harness
+
+    h = Harness(f"sqlite:///{tmp_path / 'source.db'}")
+    a = h.account()
+    assert h.create(a, "t", FIELDS).success
+    replica = Ledger(f"sqlite:///{tmp_path / 'replica.db'}", h.genesis)
+    try:
+        source = _Odd(h.ledger, change=lambda b: b.__setitem__("certificate", {"junk": "x"}))
+        assert Follower(replica, source).sync() == 1  # type: ignore[arg-type]
+        assert replica.block(1)["certificate"] is None
+        assert verify_ledger(replica).ok
+    finally:
+        replica.close()
+        h.ledger.close()
