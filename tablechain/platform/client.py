@@ -227,7 +227,10 @@ class Client:
 
     def tx_proof(self, tx_hash: str) -> dict[str, Any]:
         """The node's proof of a committed transaction (unchecked: see ``verified_tx``)."""
-        return dict(self.call("tx_proof", {"transaction": tx_hash}))
+        answer = self.call("tx_proof", {"transaction": tx_hash})
+        if not isinstance(answer, dict):
+            raise ClientError("the node's proof is not an object", "proofInvalid")
+        return answer
 
     def verified_tx(self, tx_hash: str, genesis: Any,
                     trusted_block_hash: str | None = None) -> dict[str, Any]:

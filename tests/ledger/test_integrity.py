@@ -238,3 +238,15 @@ def test_a_block_without_its_certificate_is_found_on_a_chain_of_validators(tmp_p
     finally:
         forged.close()
         real.close()
+
+
+def test_a_stored_vector_edited_for_an_emptied_table_is_found(sqlite_harness: Harness) -> None:
+    """The stored digest vector is checked even when the table holds no row any more."""
+    h = sqlite_harness
+    a, _ = _filled(h)
+    assert h.statement(a, 9, a, "t", [{}]).success  # delete every row
+    assert verify_ledger(h.ledger).ok
+    digests = h.ledger.t.digests
+    with h.ledger.engine.begin() as conn:
+        conn.execute(sa.update(digests).values(vector=b"\x01" * 2048))
+    assert [p.kind for p in verify_ledger(h.ledger).problems] == ["table"]
