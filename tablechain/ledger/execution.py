@@ -519,7 +519,11 @@ class TableExecutor:
             if meta.confidential:
                 token = _confidential_grant_token(st, user, grant, previous)
                 if token is not None:
-                    grant["token"] = token
+                    # With the transaction that gave it: a client checks the Token against
+                    # that certified, owner-signed transaction rather than believe its node.
+                    grant["token"], grant["token_tx"] = token, (
+                        txenv.tx_hash if st.token is not None else previous["token_tx"]
+                    )
             elif st.token is not None:
                 raise BadField("a grant carries Token only on a confidential table")
             ctx.state.set(key, grant)
@@ -576,6 +580,7 @@ class TableExecutor:
             pointer,
             ctx.env.height,
             sealed,
+            None if token is None else txenv.tx_hash,
         )
         ctx.tables.save(meta)
         ctx.tables.create_physical(meta)

@@ -86,6 +86,7 @@ class TableMeta:
     strict_pointer: str
     created_height: int
     sealed: str | None = None
+    token_tx: str | None = None  # the create that gave ``token`` (clients check it)
 
     def to_json(self) -> dict[str, Any]:
         out = {
@@ -100,6 +101,8 @@ class TableMeta:
         }
         if self.sealed is not None:  # absent otherwise: ordinary tables' state is unchanged
             out["sealed"] = self.sealed
+        if self.token_tx is not None:
+            out["token_tx"] = self.token_tx
         return out
 
     def to_state_json(self) -> dict[str, Any]:
@@ -121,6 +124,7 @@ class TableMeta:
             obj["strict_pointer"] if strict_pointer is None else strict_pointer,
             int(obj["created_height"]),
             obj.get("sealed"),
+            obj.get("token_tx"),
         )
 
     @property

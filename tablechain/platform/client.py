@@ -136,9 +136,13 @@ class Client:
 
     def __init__(self, url: str, key: PrivateKey | None = None, *, timeout: float = 10.0,
                  wait_timeout: float = 30.0, certificate: str | None = None,
-                 transport: httpx.BaseTransport | None = None) -> None:
+                 transport: httpx.BaseTransport | None = None, genesis: Any = None) -> None:
         self.url = url.rstrip("/") + "/"
         self.key = key
+        # The chain's genesis (``tablechain.ledger.chain.Genesis``), when the client should
+        # check what it relies on against certified blocks rather than believe its node: the
+        # Tokens of confidential tables (see ``confidential_key``).
+        self.genesis = genesis
         # Where the chain requires admission: the signer's certificate chain (PEM, leaf first)
         # or, once registered, its leaf's SHA-256 fingerprint; sent with every transaction.
         self.certificate = certificate
@@ -496,16 +500,48 @@ class Client:
         if info.get("token") is None:
             raise ClientError(f"table {name!r} is not confidential", "clientNotConfidential")
         if owner == self.address:
-            token = info["token"]
+            token, token_tx = info["token"], info.get("token_tx")
         else:
-            token = (info.get("grants", {}).get(self.address) or {}).get("token")
+            grant = info.get("grants", {}).get(self.address) or {}
+            token, token_tx = grant.get("token"), grant.get("token_tx")
         if token is None:
             raise ClientError(f"{self.address} holds no Token for table {name!r}",
                               "tefBAD_AUTH_NO")
+        self._check_token(owner, str(token), token_tx)
         try:
             return unwrap_key(bytes.fromhex(token), self._key())
+        except (TablechainError, ValueError) as exc:
+            raise ClientError(getattr(exc, "message", "the Token is not hex"),
+                              getattr(exc, "code", "proofInvalid")) from None
+
+    def _check_token(self, owner: str, token: str, token_tx: Any) -> None:
+        """With ``genesis`` on a chain of validators: the Token must come from a certified,
+        successful transaction signed by the table's owner (the create, or a grant to this
+        account), so the node cannot hand over a key of its own choosing (anyone can wrap a key
+        to a public key). Without state proofs the Token is not bound to the table itself: a
+        node could still swap in a Token the same owner gave this account for another table."""
+        from tablechain.ledger.proofs import certified_chain, verify_tx_proof
+
+        if self.genesis is None or not certified_chain(self.genesis):
+            return
+        if not isinstance(token_tx, str):
+            raise ClientError("the node names no transaction for this Token", "proofInvalid")
+        proof = self.tx_proof(token_tx)
+        try:
+            proven = verify_tx_proof(proof, self.genesis)
         except TablechainError as exc:
             raise ClientError(exc.message, exc.code) from None
+        tx = proof["tx"]
+        statements = tx.get("Statements") or [tx]
+        me = self.address
+        if proven["result"] != "tesSUCCESS" or tx.get("Account") != owner or not any(
+            isinstance(st, dict) and st.get("Token") == token and (
+                (st.get("OpType") == 1 and me == owner)
+                or (st.get("OpType") == 11 and st.get("User") == me))
+            for st in statements
+        ):
+            raise ClientError("the Token is not one the table's owner gave this account in a "
+                              "certified transaction", "proofInvalid")
 
     def confidential_fields(self, owner: str, name: str) -> list[dict[str, Any]]:
         """The field definitions of a confidential table, opened with this account's key."""

@@ -150,3 +150,40 @@ def test_field_level_encryption_in_an_ordinary_table(alice: Client, bob: Client)
     with pytest.raises(ClientError) as not_hex:
         bob.open_value("zz")
     assert not_hex.value.code == "clientBadSealedValue"
+
+
+def test_on_a_chain_of_validators_a_client_checks_its_token(tmp_path: Path) -> None:
+    """With genesis, a client takes a Token only from a certified transaction signed by the
+    table's owner: a serving node that hands over a key of its own is caught."""
+    from tablechain.crypto.envelope import new_table_key, wrap_key
+    from tablechain.platform.server import serve_in_thread
+    from tests.ledger.test_validator import Cluster
+
+    cluster = Cluster(tmp_path)
+    try:
+        with serve_in_thread(cluster.nodes["v0"], manage_node=False) as srv:
+            alice = Client(srv.url, generate_private_key(), genesis=cluster.genesis)
+            bob = Client(srv.url, generate_private_key(), genesis=cluster.genesis)
+            alice.create_confidential_table("vault", FIELDS)
+            alice.insert_confidential("vault", [{"id": 1, "patient": "p", "diagnosis": SECRET}])
+            alice.grant_confidential("vault", bob.address, bob._key().public_key, select=True)
+            assert bob.get_confidential(alice.address, "vault")[0]["diagnosis"] == SECRET
+            honest = bob.table_info
+
+            def lying(owner: str, name: str) -> dict:
+                info = honest(owner, name)
+                chosen = new_table_key("international")  # the node's own key
+                info["grants"][bob.address]["token"] = wrap_key(chosen,
+                                                                bob._key().public_key).hex()
+                return info
+
+            bob.table_info = lying  # type: ignore[method-assign]
+            with pytest.raises(ClientError) as caught:
+                bob.insert_confidential("vault", [{"id": 2}], owner=alice.address)
+            assert caught.value.code == "proofInvalid"
+            bob.table_info = honest  # type: ignore[method-assign]
+            trusting = Client(srv.url, bob._key())  # no genesis: believes its node
+            trusting.table_info = lying  # type: ignore[method-assign]
+            assert len(trusting.confidential_key(alice.address, "vault")) == 32
+    finally:
+        cluster.close()
