@@ -15,6 +15,7 @@ transactions, so a transaction submitted to any validator reaches the proposer; 
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import heapq
 import logging
@@ -42,6 +43,7 @@ from tablechain.ledger.admission import CertificateRequired
 from tablechain.ledger.blocks import BlockHeader
 from tablechain.ledger.chain import ChainMismatch, Genesis, PendingBlock
 from tablechain.ledger.consensus import (
+    BlockRequest,
     Broadcast,
     CommittedBlock,
     ConsensusConfig,
@@ -64,6 +66,9 @@ from tablechain.ledger.consensus import (
     TransactionsAvailable,
     ValidatorSet,
 )
+from tablechain.ledger.consensus.bft import serve_block_request
+from tablechain.ledger.consensus.errors import MalformedMessage
+from tablechain.ledger.consensus.messages import check_message_shape, verify_signature
 from tablechain.ledger.errors import InvalidTransaction, LedgerError
 from tablechain.ledger.execution import AdmissionHook, ExecutorRegistry
 from tablechain.ledger.node import Node, NodeConfig
@@ -85,6 +90,7 @@ MAX_BLOCK_BYTES = 64 * 1024 * 1024
 # sends faster than the thread verifies cannot grow memory without bound, and the protocol
 # re-sends what matters (stalled validators rebroadcast their votes and status).
 MAX_QUEUED_MESSAGES = 10_000
+MAX_QUEUED_REQUESTS = 16  # peers' block requests waiting for the block server
 
 
 class Transport(Protocol):
@@ -443,10 +449,17 @@ class ValidatorNode(Node):
         self.transport = transport
         self._signer = _SignerStore(None if signer_state_path is None else Path(signer_state_path))
         self.app = LedgerApplication(self, self._clock)
+        self.consensus_config = consensus or ConsensusConfig()
         self.machine = ConsensusMachine(
-            self.validators, key, self.app, consensus, self._signer.load()
+            self.validators, key, self.app, self.consensus_config, self._signer.load()
         )
         self._events: queue.Queue[Event | None] = queue.Queue()
+        # Peers' block requests are served on their own thread from a short queue: serving
+        # reads up to 64 blocks, and a signed request carries nothing that stops it being
+        # replayed, so a flood of them must not reach (or slow) the consensus thread.
+        self._requests: queue.Queue[BlockRequest | None] = queue.Queue(MAX_QUEUED_REQUESTS)
+        self._server: threading.Thread | None = None
+        self.dropped_requests = 0
         self._inbox_lock = threading.Lock()
         self._queued_messages = 0  # MessageReceived events in self._events
         self.dropped_messages = 0
@@ -458,7 +471,13 @@ class ValidatorNode(Node):
 
     def deliver(self, message: Message) -> None:
         """A consensus message from a peer (any thread); dropped when ``MAX_QUEUED_MESSAGES``
-        already wait for the consensus thread."""
+        already wait for the consensus thread. Block requests go to the block server."""
+        if isinstance(message, BlockRequest):
+            try:
+                self._requests.put_nowait(message)
+            except queue.Full:
+                self.dropped_requests += 1  # the requester retries, or asks another peer
+            return
         with self._inbox_lock:
             if self._queued_messages >= MAX_QUEUED_MESSAGES:
                 self.dropped_messages += 1
@@ -581,9 +600,47 @@ class ValidatorNode(Node):
             except Exception:
                 log.exception("consensus step failed on %s", self.validator_id)
 
+    def _serve_requests(self) -> None:
+        """The block server: answer checked block requests from committed blocks."""
+        cfg = self.consensus_config
+        while True:
+            request = self._requests.get()
+            if request is None:
+                return
+            try:
+                check_message_shape(request, cfg.max_block_bytes)
+                if (request.validator == self.validator_id
+                        or self.validators.get(request.validator) is None
+                        or not verify_signature(request, self.validators)):
+                    continue
+                response = serve_block_request(request, self.validator_id, self.ledger.height,
+                                               self.app, cfg)
+                self.transport.send(self.validator_id, request.validator, response)
+            except MalformedMessage:
+                continue
+            except Exception:  # keep serving: one bad read must not stop catch-up for all
+                log.exception("serving blocks to %s failed", request.validator)
+
+    def start(self) -> None:
+        super().start()
+        if self._server is None:
+            self._server = threading.Thread(target=self._serve_requests, name="block-server",
+                                            daemon=True)
+            self._server.start()
+
     def stop(self) -> None:
         self._stop.set()
         self._events.put(None)
+        if self._server is not None:
+            while True:  # make room for the stop signal
+                try:
+                    self._requests.put_nowait(None)
+                    break
+                except queue.Full:
+                    with contextlib.suppress(queue.Empty):
+                        self._requests.get_nowait()
+            self._server.join(timeout=10)
+            self._server = None
         if self._thread is not None:
             self._thread.join(timeout=10)
             self._thread = None

@@ -193,3 +193,19 @@ def test_the_signer_record_is_durable_through_its_directory(tmp_path: Path,
     store.save(state)
     assert synced == ["file", "dir"]
     assert store.load() == state
+
+
+def test_block_requests_never_reach_the_consensus_thread(chain) -> None:  # type: ignore[no-untyped-def]
+    """A signed block request can be replayed at will; requests wait in a short queue of their
+    own for the block server, and past it they are dropped, so a flood of them neither grows
+    memory nor delays consensus messages."""
+    from tablechain.ledger.consensus.messages import sign_block_request
+    from tablechain.ledger.validator import MAX_QUEUED_REQUESTS
+
+    victim = chain.validator(3, "victim")
+    request = sign_block_request(chain.keys[1], chain.genesis.hash(), "v1", 1, 64)
+    for _ in range(500):
+        victim.deliver(request)
+    assert victim._queued_messages == 0  # nothing for the consensus thread
+    assert victim._requests.qsize() == MAX_QUEUED_REQUESTS
+    assert victim.dropped_requests == 500 - MAX_QUEUED_REQUESTS

@@ -83,7 +83,7 @@ from tablechain.ledger.consensus.messages import (
 from tablechain.ledger.consensus.validators import ValidatorSet
 from tablechain.ledger.consensus.wal import STEP_PRECOMMIT, STEP_PREVOTE, STEP_PROPOSE, SignerState
 
-__all__ = ["ConsensusConfig", "ConsensusMachine"]
+__all__ = ["ConsensusConfig", "ConsensusMachine", "serve_block_request"]
 
 Value = tuple[bytes, bytes]  # (block_hash, state_root); None stands for nil
 
@@ -860,19 +860,8 @@ class ConsensusMachine:
         self._emit(SendTo(peer, request))
 
     def _serve_blocks(self, request: BlockRequest) -> None:
-        top = min(request.to_height, self._height - 1,
-                  request.from_height + self._cfg.catchup_batch_blocks - 1)
-        blocks: list[CommittedBlock] = []
-        size = 0
-        for height in range(request.from_height, top + 1):
-            item = self._app.committed_block(height)
-            if item is None:
-                break
-            if blocks and size + len(item.block) > self._cfg.catchup_batch_bytes:
-                break
-            blocks.append(item)
-            size += len(item.block)
-        self._emit(SendTo(request.validator, BlockResponse(self._me, tuple(blocks))))
+        self._emit(SendTo(request.validator, serve_block_request(
+            request, self._me, self._height - 1, self._app, self._cfg)))
 
     def _on_block_response(self, response: BlockResponse) -> None:
         """Apply the certified blocks at our height onwards. A response is not signed (each
@@ -919,3 +908,23 @@ class ConsensusMachine:
 
     def _emit(self, output: Output) -> None:
         self._out.append(output)
+
+
+def serve_block_request(request: BlockRequest, me: str, committed: int,
+                        app: ConsensusApplication, cfg: ConsensusConfig) -> BlockResponse:
+    """The answer to a checked block request: our committed blocks (up to ``committed``) from
+    ``request.from_height``, at most ``catchup_batch_blocks`` of them and about
+    ``catchup_batch_bytes``. A host may serve requests off its consensus thread with this."""
+    top = min(request.to_height, committed,
+              request.from_height + cfg.catchup_batch_blocks - 1)
+    blocks: list[CommittedBlock] = []
+    size = 0
+    for height in range(request.from_height, top + 1):
+        item = app.committed_block(height)
+        if item is None:
+            break
+        if blocks and size + len(item.block) > cfg.catchup_batch_bytes:
+            break
+        blocks.append(item)
+        size += len(item.block)
+    return BlockResponse(me, tuple(blocks))
