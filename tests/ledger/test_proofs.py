@@ -99,3 +99,47 @@ def test_a_proof_needs_an_anchor(sqlite_harness: Harness) -> None:
         verify_tx_proof(proof, h.genesis)
     with pytest.raises(ProofError, match="not the one trusted"):
         verify_tx_proof(proof, h.genesis, trusted_block_hash="00" * 32)
+
+
+def _leaves(value: Any, path: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
+    """Paths to every scalar in a proof (dict keys and list indices)."""
+    if isinstance(value, dict):
+        return [p for k, v in value.items() for p in _leaves(v, (*path, k))]
+    if isinstance(value, list):
+        return [p for i, v in enumerate(value) for p in _leaves(v, (*path, i))]
+    return [path]
+
+
+def test_any_single_changed_value_breaks_a_proof(sqlite_harness: Harness) -> None:
+    """Every scalar of a real proof, changed (a flipped hex digit, a number off by one, another
+    string), makes it refused or leaves the proven record exactly as it was: nothing a node
+    alters passes for something else. A property over every position of a 7-transaction
+    block."""
+    import random
+
+    h = sqlite_harness
+    block, block_hash = _block_of(h, 7)
+    rng = random.Random(7)
+    for tx in block.transactions:
+        proof = tx_proof(h.ledger, tx.hash_hex)
+        honest = verify_tx_proof(proof, h.genesis, trusted_block_hash=block_hash)
+        for path in _leaves(proof):
+            bad = copy.deepcopy(proof)
+            target = bad
+            for key in path[:-1]:
+                target = target[key]
+            value = target[path[-1]]
+            if isinstance(value, bool) or value is None:
+                target[path[-1]] = 1
+            elif isinstance(value, int):
+                target[path[-1]] = value + rng.choice([-1, 1])
+            elif isinstance(value, str) and value and all(c in "0123456789abcdef" for c in value):
+                i = rng.randrange(len(value))
+                target[path[-1]] = value[:i] + ("0" if value[i] != "0" else "1") + value[i + 1:]
+            else:
+                target[path[-1]] = f"{value}x"
+            try:
+                proven = verify_tx_proof(bad, h.genesis, trusted_block_hash=block_hash)
+            except ProofError:
+                continue
+            assert proven == honest, path  # only an unsigned, unhashed detail may differ
