@@ -90,6 +90,7 @@ class CertificateVerifier:
         self._max_depth = max_depth
         self._cache_size = cache_size
         self._registered: dict[str, str] = {}  # leaf fingerprint -> chain key
+        self._sources: dict[str, bytes] = {}  # leaf fingerprint -> SHA-256 of the bytes given
         self._chains: dict[str, tuple[Certificate, ...]] = {}  # chain key -> parsed chain
         self._valid: dict[str, _Entry] = {}  # chain key -> validated path
         self._invalid: dict[str, AdmissionRefused] = {}  # chain key -> structural failure
@@ -101,6 +102,13 @@ class CertificateVerifier:
 
     def is_registered(self, fingerprint: str) -> bool:
         return fingerprint in self._registered
+
+    def is_registered_from(self, fingerprint: str, chain: bytes) -> bool:
+        """Whether ``fingerprint`` is registered from exactly these bytes (PEM text of a chain).
+        Several chains may end in one leaf and the last registration wins, so a caller that
+        must use one particular chain (the ledger: the one on-chain) checks this first."""
+        source = self._sources.get(fingerprint)
+        return source is not None and source == hashlib.sha256(chain).digest()
 
     def registered_path(self, fingerprint: str) -> ValidatedPath:
         """The structurally validated path (root first) of a registered leaf; no time or
@@ -168,6 +176,10 @@ class CertificateVerifier:
             self._chains.pop(previous, None)
         self._chains[key] = tuple(reversed(entry.path.certificates))
         self._registered[fingerprint] = key
+        if isinstance(chain, (bytes, bytearray)):
+            self._sources[fingerprint] = hashlib.sha256(chain).digest()
+        else:
+            self._sources.pop(fingerprint, None)
         return fingerprint
 
     @staticmethod

@@ -178,18 +178,25 @@ class CertificateAdmission:
                 "its registered fingerprint as Certificate"
             )
         text = tx.certificate
-        if _FINGERPRINT.fullmatch(text):
+        carried = not _FINGERPRINT.fullmatch(text)
+        reference: str | bytes
+        if carried:
+            reference = text.encode()
+        else:
             stored = state.get(f"cert/{text}")
             if stored is not None:
-                if not verifier.is_registered(text):
-                    verifier.register(stored["chain"].encode())
+                # The chain registered on-chain decides, never the one this node's verifier
+                # happens to hold for the leaf: another chain for the same leaf (a CA renewed
+                # with the same key) may have reached it from the mempool or a later
+                # registration, and a restarted validator would not have it.
+                chain = stored["chain"].encode()
+                if not verifier.is_registered_from(text, chain):
+                    verifier.register(chain)
             elif register or not verifier.is_registered(text):
                 # At submission a chain carried by a transaction still in the mempool is
                 # enough; execution insists on the chain being registered on-chain.
                 raise UnknownCertificate(f"no certificate is registered as {text[:16]}...")
-            reference: str | bytes = text
-        else:
-            reference = text.encode()
+            reference = text
         verifier.check_signer(
             reference,
             tx.public_key.to_bytes(),
@@ -197,11 +204,11 @@ class CertificateAdmission:
             at_time,
             _StateRevocations(state),
         )
-        if isinstance(reference, bytes):
+        if carried:
             if register:
-                _register_chain(state, verifier, reference)
+                _register_chain(state, verifier, text.encode())
             else:
-                verifier.register(reference)
+                verifier.register(text.encode())
         admitted[memo_key] = True
 
     def check(self, ctx: Any, tx: SignedTransaction) -> None:
