@@ -168,9 +168,14 @@ class CertificateAdmission:
         verifier = self._verifier(state)
         if verifier is None:
             return
-        admitted: dict[tuple[str, bytes], bool] = state.memo.setdefault("admission", {})
+        # (certificate, signer) -> the leaf fingerprint it was admitted with
+        admitted: dict[tuple[str, bytes], str] = state.memo.setdefault("admission", {})
         memo_key = (tx.certificate or "", tx.public_key.to_bytes())
-        if memo_key in admitted:  # same certificate, same signer, same block time, no CA change
+        fingerprint = admitted.get(memo_key)
+        # Same certificate, same signer, same block time, no CA change: admitted again, as long
+        # as the chain's registration is still in state (a batch of inserts rolled back and
+        # replayed one by one undoes the registration its first check wrote, not this memo).
+        if fingerprint is not None and (not register or state.get(f"cert/{fingerprint}")):
             return
         if not tx.certificate:
             raise CertificateRequired(
@@ -206,10 +211,12 @@ class CertificateAdmission:
         )
         if carried:
             if register:
-                _register_chain(state, verifier, text.encode())
+                fingerprint = _register_chain(state, verifier, text.encode())
             else:
-                verifier.register(text.encode())
-        admitted[memo_key] = True
+                fingerprint = verifier.register(text.encode())
+        else:
+            fingerprint = text
+        admitted[memo_key] = fingerprint
 
     def check(self, ctx: Any, tx: SignedTransaction) -> None:
         """At execution: the block's timestamp decides validity."""

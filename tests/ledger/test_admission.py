@@ -225,3 +225,33 @@ def test_fingerprint_means_the_chain_on_chain(pki, tmp_path):
         results.append(r.result)
     assert results == ["caREVOKED", "caREVOKED"]
     h.ledger.close()
+
+
+def test_chain_stays_registered_when_a_batch_is_replayed(pki, tmp_path):
+    """A run of inserts that breaks a constraint is rolled back and replayed one by one; the
+    chain a transaction of it carried must end up registered, as it would one by one."""
+    from tablechain.ca import load_certificates
+
+    root, inter = pki
+    alice, bob = Account(), Account()
+    alice_chain, bob_chain = certify(inter, alice), certify(inter, bob)
+    alice_fp = load_certificates(alice_chain.encode())[0].fingerprint
+    bob_fp = load_certificates(bob_chain.encode())[0].fingerprint
+    h = AdmissionHarness(f"sqlite:///{tmp_path / 'batch.db'}", root, [])
+    assert h.create(alice, "t", PEOPLE, Certificate=alice_chain).success
+    assert h.run(alice, {"TransactionType": "TableListSet", "OpType": 11, "User": bob.address,
+                         "Tables": [{"Table": {"TableName": "t"}}], "Raw": [{"insert": True}],
+                         "Certificate": alice_fp}).success
+
+    def insert(who, certificate, row_id):
+        return h.sign(who, {"TransactionType": "SQLStatement", "OpType": 6,
+                            "Owner": alice.address, "Tables": [{"Table": {"TableName": "t"}}],
+                            "Raw": [{"id": row_id}], "Certificate": certificate})
+
+    # Bob's first use carries his chain; Alice's duplicate key then fails the batched write.
+    receipts = h.block(insert(bob, bob_chain, 1), insert(alice, alice_fp, 1)).receipts
+    assert [r.result for r in receipts] == ["tesSUCCESS", "tefTABLE_CONSTRAINT"]
+    with h.ledger.reader() as (state, _tables):
+        assert state.get(f"cert/{bob_fp}") is not None
+    assert h.block(insert(bob, bob_fp, 2)).receipts[0].success
+    h.ledger.close()
