@@ -169,7 +169,7 @@ class CertificateVerifier:
         ders = self._ders(chain)
         key, entry = self._entry_for_chain(ders)
         if at_time is not None:
-            check_time(entry.path, at_time)
+            check_time(entry.path, at_time)  # registration keeps every alternative path
         fingerprint = entry.path.leaf.fingerprint
         previous = self._registered.get(fingerprint)
         if previous is not None and previous != key:
@@ -204,8 +204,7 @@ class CertificateVerifier:
         revoked: Container[tuple[str, int]] = frozenset(),
     ) -> ValidatedPath:
         """The validated path of a registered fingerprint or of a chain, at ``at_time``."""
-        path = self._lookup(certificate).path
-        check_time(path, at_time)
+        path = check_time(self._lookup(certificate).path, at_time)
         check_revocation(path, revoked)
         return path
 
@@ -236,8 +235,7 @@ class CertificateVerifier:
         Order of checks: path structure, validity time, revocation, role, key.
         """
         entry = self._lookup(certificate)
-        path = entry.path
-        check_time(path, at_time)
+        path = check_time(entry.path, at_time)
         check_revocation(path, revoked)
         leaf = path.leaf
         if role is not None and leaf.role != role:
