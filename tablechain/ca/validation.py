@@ -17,7 +17,7 @@ revocation checks are cheap and run on every call. Failures are reported in a fi
 from __future__ import annotations
 
 from collections.abc import Container, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from tablechain.ca.algorithms import verify_signed
 from tablechain.ca.certificate import Certificate
@@ -59,6 +59,9 @@ class ValidatedPath:
     not_before: int  # latest notBefore on the path
     not_after: int  # earliest notAfter on the path
     revocation_keys: tuple[tuple[str, int], ...]  # (issuer key id, serial), top down
+    # The same chain under other trusted roots that also sign its top (a root renewed with the
+    # same name and key, both trusted): they differ in validity, so time picks among them.
+    alternatives: tuple[ValidatedPath, ...] = ()
 
     @property
     def leaf(self) -> Certificate:
@@ -86,8 +89,10 @@ def check_anchor(anchor: Certificate) -> None:
         raise BadKeyUsage(f"root {_who(anchor)} keyUsage lacks keyCertSign")
 
 
-def _find_anchor(top: Certificate, anchors: Sequence[Certificate]) -> Certificate:
+def _find_anchors(top: Certificate, anchors: Sequence[Certificate]) -> list[Certificate]:
+    """Every trusted root that signed ``top``, in the order of ``anchors``."""
     named = [a for a in anchors if a.subject == top.issuer]
+    found = []
     for anchor in named:
         try:
             verify_signed(
@@ -95,7 +100,9 @@ def _find_anchor(top: Certificate, anchors: Sequence[Certificate]) -> Certificat
             )
         except AdmissionRefused:  # another root of the same name may have signed it
             continue
-        return anchor
+        found.append(anchor)
+    if found:
+        return found
     if named:
         raise UnknownRoot(
             f"{_who(top)} names a trusted root as issuer but is not signed by its key"
@@ -121,8 +128,24 @@ def validate_structure(
             raise CertificateMalformed("the chain holds only a root, no end-entity certificate")
     if len(certs) + 1 > max_depth:
         raise PathTooLong(f"path of {len(certs) + 1} certificates exceeds the maximum {max_depth}")
-    if anchor is None:
-        anchor = _find_anchor(certs[-1], anchors)
+    if anchor is not None:
+        return _validate_below(certs, anchor, max_depth)
+    paths: list[ValidatedPath] = []
+    failures: list[AdmissionRefused] = []
+    for candidate in _find_anchors(certs[-1], anchors):  # at least one, or it raised
+        try:
+            paths.append(_validate_below(certs, candidate, max_depth))
+        except AdmissionRefused as exc:
+            failures.append(exc)
+    if not paths:
+        raise failures[0]
+    return replace(paths[0], alternatives=tuple(paths[1:]))
+
+
+def _validate_below(
+    certs: list[Certificate], anchor: Certificate, max_depth: int
+) -> ValidatedPath:
+    """The checks of ``certs`` (leaf first, root excluded) under the trust anchor ``anchor``."""
     check_anchor(anchor)
 
     max_path_length = anchor.path_len if anchor.path_len is not None else max_depth
@@ -169,12 +192,15 @@ def validate_structure(
     )
 
 
-def check_time(path: ValidatedPath, at_time: int) -> None:
-    """Every certificate of the path valid at ``at_time`` (inclusive bounds), root first."""
+def check_time(path: ValidatedPath, at_time: int) -> ValidatedPath:
+    """Every certificate of the path valid at ``at_time`` (inclusive bounds), root first.
+    Returns the path that is: ``path`` or the first of its alternatives that is valid then; if
+    none is, the failure is ``path``'s."""
     if not isinstance(at_time, int) or isinstance(at_time, bool):
         raise InvalidCheckTime(f"check time must be integer seconds, got {type(at_time).__name__}")
-    if path.not_before <= at_time <= path.not_after:
-        return
+    for candidate in (path, *path.alternatives):
+        if candidate.not_before <= at_time <= candidate.not_after:
+            return candidate
     for cert in path.certificates:
         if at_time < cert.not_before:
             raise CertificateNotYetValid(
@@ -184,6 +210,8 @@ def check_time(path: ValidatedPath, at_time: int) -> None:
             raise CertificateExpired(
                 f"{_who(cert)} expired at {cert.not_after}, checked at {at_time}"
             )
+    # Not reached: outside the path's window, some certificate of it is out of its own.
+    raise CertificateExpired(f"path not valid at {at_time}")
 
 
 def check_revocation(path: ValidatedPath, revoked: Container[tuple[str, int]]) -> None:
@@ -203,7 +231,6 @@ def validate_path(
     max_depth: int = MAX_PATH_DEPTH,
 ) -> ValidatedPath:
     """All checks, uncached: structure, then validity at ``at_time``, then revocation."""
-    path = validate_structure(chain, anchors, max_depth)
-    check_time(path, at_time)
+    path = check_time(validate_structure(chain, anchors, max_depth), at_time)
     check_revocation(path, revoked)
     return path

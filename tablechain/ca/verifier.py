@@ -90,6 +90,7 @@ class CertificateVerifier:
         self._max_depth = max_depth
         self._cache_size = cache_size
         self._registered: dict[str, str] = {}  # leaf fingerprint -> chain key
+        self._sources: dict[str, bytes] = {}  # leaf fingerprint -> SHA-256 of the bytes given
         self._chains: dict[str, tuple[Certificate, ...]] = {}  # chain key -> parsed chain
         self._valid: dict[str, _Entry] = {}  # chain key -> validated path
         self._invalid: dict[str, AdmissionRefused] = {}  # chain key -> structural failure
@@ -101,6 +102,13 @@ class CertificateVerifier:
 
     def is_registered(self, fingerprint: str) -> bool:
         return fingerprint in self._registered
+
+    def is_registered_from(self, fingerprint: str, chain: bytes) -> bool:
+        """Whether ``fingerprint`` is registered from exactly these bytes (PEM text of a chain).
+        Several chains may end in one leaf and the last registration wins, so a caller that
+        must use one particular chain (the ledger: the one on-chain) checks this first."""
+        source = self._sources.get(fingerprint)
+        return source is not None and source == hashlib.sha256(chain).digest()
 
     def registered_path(self, fingerprint: str) -> ValidatedPath:
         """The structurally validated path (root first) of a registered leaf; no time or
@@ -161,13 +169,17 @@ class CertificateVerifier:
         ders = self._ders(chain)
         key, entry = self._entry_for_chain(ders)
         if at_time is not None:
-            check_time(entry.path, at_time)
+            check_time(entry.path, at_time)  # registration keeps every alternative path
         fingerprint = entry.path.leaf.fingerprint
         previous = self._registered.get(fingerprint)
         if previous is not None and previous != key:
             self._chains.pop(previous, None)
         self._chains[key] = tuple(reversed(entry.path.certificates))
         self._registered[fingerprint] = key
+        if isinstance(chain, (bytes, bytearray)):
+            self._sources[fingerprint] = hashlib.sha256(chain).digest()
+        else:
+            self._sources.pop(fingerprint, None)
         return fingerprint
 
     @staticmethod
@@ -192,8 +204,7 @@ class CertificateVerifier:
         revoked: Container[tuple[str, int]] = frozenset(),
     ) -> ValidatedPath:
         """The validated path of a registered fingerprint or of a chain, at ``at_time``."""
-        path = self._lookup(certificate).path
-        check_time(path, at_time)
+        path = check_time(self._lookup(certificate).path, at_time)
         check_revocation(path, revoked)
         return path
 
@@ -224,8 +235,7 @@ class CertificateVerifier:
         Order of checks: path structure, validity time, revocation, role, key.
         """
         entry = self._lookup(certificate)
-        path = entry.path
-        check_time(path, at_time)
+        path = check_time(entry.path, at_time)
         check_revocation(path, revoked)
         leaf = path.leaf
         if role is not None and leaf.role != role:

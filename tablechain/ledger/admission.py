@@ -168,9 +168,14 @@ class CertificateAdmission:
         verifier = self._verifier(state)
         if verifier is None:
             return
-        admitted: dict[tuple[str, bytes], bool] = state.memo.setdefault("admission", {})
+        # (certificate, signer) -> the leaf fingerprint it was admitted with
+        admitted: dict[tuple[str, bytes], str] = state.memo.setdefault("admission", {})
         memo_key = (tx.certificate or "", tx.public_key.to_bytes())
-        if memo_key in admitted:  # same certificate, same signer, same block time, no CA change
+        fingerprint = admitted.get(memo_key)
+        # Same certificate, same signer, same block time, no CA change: admitted again, as long
+        # as the chain's registration is still in state (a batch of inserts rolled back and
+        # replayed one by one undoes the registration its first check wrote, not this memo).
+        if fingerprint is not None and (not register or state.get(f"cert/{fingerprint}")):
             return
         if not tx.certificate:
             raise CertificateRequired(
@@ -178,18 +183,25 @@ class CertificateAdmission:
                 "its registered fingerprint as Certificate"
             )
         text = tx.certificate
-        if _FINGERPRINT.fullmatch(text):
+        carried = not _FINGERPRINT.fullmatch(text)
+        reference: str | bytes
+        if carried:
+            reference = text.encode()
+        else:
             stored = state.get(f"cert/{text}")
             if stored is not None:
-                if not verifier.is_registered(text):
-                    verifier.register(stored["chain"].encode())
+                # The chain registered on-chain decides, never the one this node's verifier
+                # happens to hold for the leaf: another chain for the same leaf (a CA renewed
+                # with the same key) may have reached it from the mempool or a later
+                # registration, and a restarted validator would not have it.
+                chain = stored["chain"].encode()
+                if not verifier.is_registered_from(text, chain):
+                    verifier.register(chain)
             elif register or not verifier.is_registered(text):
                 # At submission a chain carried by a transaction still in the mempool is
                 # enough; execution insists on the chain being registered on-chain.
                 raise UnknownCertificate(f"no certificate is registered as {text[:16]}...")
-            reference: str | bytes = text
-        else:
-            reference = text.encode()
+            reference = text
         verifier.check_signer(
             reference,
             tx.public_key.to_bytes(),
@@ -197,12 +209,14 @@ class CertificateAdmission:
             at_time,
             _StateRevocations(state),
         )
-        if isinstance(reference, bytes):
+        if carried:
             if register:
-                _register_chain(state, verifier, reference)
+                fingerprint = _register_chain(state, verifier, text.encode())
             else:
-                verifier.register(reference)
-        admitted[memo_key] = True
+                fingerprint = verifier.register(text.encode())
+        else:
+            fingerprint = text
+        admitted[memo_key] = fingerprint
 
     def check(self, ctx: Any, tx: SignedTransaction) -> None:
         """At execution: the block's timestamp decides validity."""

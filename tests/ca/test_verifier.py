@@ -125,6 +125,48 @@ def test_roots_must_be_cas(ca: CertificateAuthority) -> None:
     assert v.check_signer([leaf], key.public_key.to_bytes(), "secp256k1", T)
 
 
+def test_a_root_renewed_with_the_same_key_is_used_when_the_old_one_is_not_valid(
+    tmp_path: Path,
+) -> None:
+    """Both the old root and its renewal (same name and key) trusted: a chain without its root
+    is valid whenever either root is, whichever of them sorts first."""
+    from tablechain.ca.builder import build_certificate, subject_name
+
+    old = CertificateAuthority.init_root(
+        tmp_path / "root", name="Root", not_before=T - 100, not_after=T + 100
+    )
+    renewed = build_certificate(
+        issuer_key=old._key,
+        issuer_name=old.certificate.subject,
+        serial=7,
+        subject=subject_name("Root"),
+        subject_algorithm="p256",
+        subject_key=old.certificate.public_key,
+        not_before=T + 50,
+        not_after=T + YEAR,
+        is_ca=True,
+    )
+    inter = CertificateAuthority.init_intermediate(
+        tmp_path / "inter", old, name="Inter", not_before=T - 100, not_after=T + YEAR
+    )
+    key = generate_private_key("secp256k1")
+    pub = key.public_key.to_bytes()
+    leaf = inter.issue(
+        name="a", role="user", public_key=pub, scheme="secp256k1", not_before=T - 100,
+        not_after=T + YEAR,
+    )
+    chain = inter.chain_for(leaf)
+    fingerprint = load_certificates(leaf)[0].fingerprint
+    v = CertificateVerifier([old.certificate.der, renewed])
+    for at in (T - 50, T + 75, T + 1000):  # only the old root, both, only the renewed one
+        assert v.check_signer(chain, pub, "secp256k1", at).fingerprint == fingerprint
+        root = v.validate(chain, at).root
+        assert root.not_before <= at <= root.not_after
+    with pytest.raises(AdmissionRefused) as info:
+        v.check_signer(chain, pub, "secp256k1", T - 101)
+    assert info.value.code == "caCERT_NOT_YET_VALID"
+
+
 def test_error_codes_are_stable_and_distinct() -> None:
     codes = {cls.__name__: cls.code for cls in ADMISSION_ERRORS}
     assert len(set(codes.values())) == len(codes)

@@ -184,3 +184,74 @@ def test_validators_need_validator_certificates(pki):
     with pytest.raises(LedgerError.__mro__[1]) as err:
         validator_set_from_genesis(genesis([swapped]))
     assert err.value.code == "caKEY_MISMATCH"
+
+
+def test_fingerprint_means_the_chain_on_chain(pki, tmp_path):
+    """A leaf may end several chains (its CA renewed with the same key). A fingerprint refers
+    to the chain registered on-chain; another chain for that leaf, seen later by one node, must
+    not change that node's decision, or a restarted validator would decide differently."""
+    from tablechain.ca import load_certificates
+    from tablechain.ca.builder import subject_name
+
+    root, inter = pki
+    renewed = root._issue(subject=subject_name("Issuing CA"), subject_algorithm="p256",
+                          subject_key=inter.certificate.public_key, not_before=T0 - 10,
+                          not_after=T0 + 10**9, is_ca=True)
+    admin, alice = Account(), Account()
+    chain = certify(inter, alice, not_after=T0 + 10**9)
+    leaf = load_certificates(chain.encode())[0]
+    other_chain = _pem(leaf.der) + _pem(renewed)
+    url = f"sqlite:///{tmp_path / 'fp.db'}"
+    h = AdmissionHarness(url, root, [admin.address])
+    admin_chain = certify(inter, admin)
+    assert h.create(alice, "t1", PEOPLE, Certificate=chain).success
+    # The same leaf under the renewed CA certificate: registering it changes nothing on-chain.
+    r = h.run(admin, {"TransactionType": "CertificateSet", "Action": "register",
+                      "Certificates": other_chain, "Certificate": admin_chain})
+    assert r.success and r.details["fingerprint"] == leaf.fingerprint, r
+    # The root revokes the CA certificate of the chain on-chain (not the renewed one).
+    root.revoke(inter.certificate.serial, at=T0)
+    crl = _pem(root.crl(this_update=T0, next_update=T0 + 10**6), "X509 CRL")
+    r = h.run(admin, {"TransactionType": "CertificateSet", "Action": "import_crl", "CRL": crl,
+                      "Issuer": _pem(root.certificate.der), "Certificate": admin_chain})
+    assert r.success, r
+    results = []
+    for restart in (False, True):
+        if restart:  # a validator with a cold cache
+            h.ledger.close()
+            h.ledger = Ledger(url, h.genesis)
+        r = h.create(alice, f"t{2 + restart}", PEOPLE, Certificate=leaf.fingerprint)
+        alice.sequence -= 1
+        results.append(r.result)
+    assert results == ["caREVOKED", "caREVOKED"]
+    h.ledger.close()
+
+
+def test_chain_stays_registered_when_a_batch_is_replayed(pki, tmp_path):
+    """A run of inserts that breaks a constraint is rolled back and replayed one by one; the
+    chain a transaction of it carried must end up registered, as it would one by one."""
+    from tablechain.ca import load_certificates
+
+    root, inter = pki
+    alice, bob = Account(), Account()
+    alice_chain, bob_chain = certify(inter, alice), certify(inter, bob)
+    alice_fp = load_certificates(alice_chain.encode())[0].fingerprint
+    bob_fp = load_certificates(bob_chain.encode())[0].fingerprint
+    h = AdmissionHarness(f"sqlite:///{tmp_path / 'batch.db'}", root, [])
+    assert h.create(alice, "t", PEOPLE, Certificate=alice_chain).success
+    assert h.run(alice, {"TransactionType": "TableListSet", "OpType": 11, "User": bob.address,
+                         "Tables": [{"Table": {"TableName": "t"}}], "Raw": [{"insert": True}],
+                         "Certificate": alice_fp}).success
+
+    def insert(who, certificate, row_id):
+        return h.sign(who, {"TransactionType": "SQLStatement", "OpType": 6,
+                            "Owner": alice.address, "Tables": [{"Table": {"TableName": "t"}}],
+                            "Raw": [{"id": row_id}], "Certificate": certificate})
+
+    # Bob's first use carries his chain; Alice's duplicate key then fails the batched write.
+    receipts = h.block(insert(bob, bob_chain, 1), insert(alice, alice_fp, 1)).receipts
+    assert [r.result for r in receipts] == ["tesSUCCESS", "tefTABLE_CONSTRAINT"]
+    with h.ledger.reader() as (state, _tables):
+        assert state.get(f"cert/{bob_fp}") is not None
+    assert h.block(insert(bob, bob_fp, 2)).receipts[0].success
+    h.ledger.close()
