@@ -71,8 +71,8 @@ class StateOverlay:
         self._journal: list[Callable[[], None]] = []
         self._savepoints = 0
         # Per-block memo for derived results (e.g. admission checks). Whoever writes the state a
-        # memo entry depends on must drop that entry; entries hold only successful checks, so
-        # dropping too much only costs time.
+        # memo entry depends on must drop that entry, and undoing writes drops it all; entries
+        # hold only successful checks, so dropping too much only costs time.
         self.memo: dict[str, Any] = {}
 
     # --- key-value --------------------------------------------------------------------------
@@ -218,14 +218,17 @@ class StateOverlay:
         try:
             yield
         except BaseException:
-            while len(self._journal) > mark:
-                self._journal.pop()()
+            self.rollback_to(mark)
             raise
 
     def mark(self) -> int:
         return len(self._journal)
 
     def rollback_to(self, mark: int) -> None:
+        if len(self._journal) > mark:
+            # What the memo derived may rest on the writes undone here: forget it (it only
+            # holds what can be recomputed).
+            self.memo.clear()
         while len(self._journal) > mark:
             self._journal.pop()()
 
@@ -243,8 +246,7 @@ class StateOverlay:
         except BaseException:
             self.conn.exec_driver_sql(f"ROLLBACK TO SAVEPOINT {name}")
             self.conn.exec_driver_sql(f"RELEASE SAVEPOINT {name}")
-            while len(self._journal) > mark:
-                self._journal.pop()()
+            self.rollback_to(mark)
             raise
         else:
             self.conn.exec_driver_sql(f"RELEASE SAVEPOINT {name}")

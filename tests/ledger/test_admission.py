@@ -255,3 +255,30 @@ def test_chain_stays_registered_when_a_batch_is_replayed(pki, tmp_path):
         assert state.get(f"cert/{bob_fp}") is not None
     assert h.block(insert(bob, bob_fp, 2)).receipts[0].success
     h.ledger.close()
+
+
+def test_undoing_writes_forgets_what_the_memo_derived_from_them(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """The overlay's memo may rest on writes that a failed transaction undoes: a rollback
+    clears it (keeping it is how a replayed batch once skipped a registration)."""
+    from tablechain.ledger.chain import Genesis, Ledger
+    from tablechain.ledger.state import StateOverlay
+
+    ledger = Ledger(f"sqlite:///{tmp_path / 'n.db'}", Genesis(network_id=5))
+    try:
+        with ledger.engine.connect() as conn:
+            state = StateOverlay(conn, ledger.t)
+            mark = state.mark()
+            state.set("cert/x", {"chain": "..."})
+            state.memo["admission"] = {("", b"k"): "x"}
+            state.rollback_to(mark)
+            assert state.memo == {} and state.get("cert/x") is None
+            state.memo["kept"] = 1
+            state.rollback_to(state.mark())  # nothing undone: nothing forgotten
+            assert state.memo == {"kept": 1}
+            with pytest.raises(ValueError), state.journaled():
+                state.set("cert/y", {})
+                raise ValueError
+            assert state.memo == {}
+            conn.rollback()
+    finally:
+        ledger.close()
