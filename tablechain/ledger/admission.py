@@ -36,7 +36,11 @@ from tablechain.ca.errors import AdmissionRefused
 from tablechain.errors import TablechainError
 from tablechain.ledger.errors import InvalidTransaction, PermissionDenied
 from tablechain.ledger.state import StateOverlay
-from tablechain.ledger.transactions import SignedTransaction, register_transaction_type
+from tablechain.ledger.transactions import (
+    SignedTransaction,
+    check_address,
+    register_transaction_type,
+)
 
 __all__ = [
     "CertificateAdmission",
@@ -122,7 +126,10 @@ def genesis_entries(admission: Mapping[str, Any]) -> dict[str, Any]:
     return {
         "admission/config": {
             "enabled": bool(admission.get("enabled", False)),
-            "admins": sorted(admission.get("admins", [])),
+            # Canonical (lowercase) addresses, as transactions' accounts are: an admin written
+            # in another case would otherwise silently never match.
+            "admins": sorted(check_address(a, "admission.admins") for a in
+                             admission.get("admins", [])),
         },
         "admission/roots": roots,
     }

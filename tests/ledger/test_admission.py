@@ -282,3 +282,16 @@ def test_undoing_writes_forgets_what_the_memo_derived_from_them(tmp_path) -> Non
             conn.rollback()
     finally:
         ledger.close()
+
+
+def test_genesis_admins_in_any_case_are_admins() -> None:
+    """An admin address written in upper case in genesis is the same account (it silently
+    matched nobody before); something that is not an address is refused at once."""
+    from tablechain.errors import TablechainError
+    from tablechain.ledger.admission import genesis_entries
+
+    upper = "0x" + "AB" * 20
+    entries = genesis_entries({"enabled": True, "trusted_roots": [], "admins": [upper]})
+    assert entries["admission/config"]["admins"] == [upper.lower()]
+    with pytest.raises(TablechainError):
+        genesis_entries({"enabled": True, "trusted_roots": [], "admins": ["alice"]})
