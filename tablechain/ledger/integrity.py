@@ -320,6 +320,10 @@ def verify_ledger(ledger: Any, *, blocks: bool = True, signatures: bool = False
     with ledger._reads.connect() as conn:
         stored = ledger.t.blocks
         top = conn.execute(sa.select(sa.func.max(stored.c.height))).scalar_one()
+        if top is None:  # even genesis' block is gone
+            report = IntegrityReport(-1)
+            report.problems = [Problem("block", "block 0", "the database holds no block")]
+            return report
         report = IntegrityReport(int(top))
         problems: list[Problem] = []
         try:

@@ -250,3 +250,14 @@ def test_a_stored_vector_edited_for_an_emptied_table_is_found(sqlite_harness: Ha
     with h.ledger.engine.begin() as conn:
         conn.execute(sa.update(digests).values(vector=b"\x01" * 2048))
     assert [p.kind for p in verify_ledger(h.ledger).problems] == ["table"]
+
+
+def test_a_database_without_blocks_is_reported(sqlite_harness: Harness) -> None:
+    h = sqlite_harness
+    _filled(h)
+    blocks, txs = h.ledger.t.blocks, h.ledger.t.txs
+    with h.ledger.engine.begin() as conn:
+        conn.execute(sa.delete(txs))
+        conn.execute(sa.delete(blocks))
+    report = verify_ledger(h.ledger)
+    assert not report.ok and report.problems[0].detail == "the database holds no block"
