@@ -19,6 +19,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
 from tablechain.crypto import canonical_json, parse_json
+from tablechain.errors import TablechainError
 from tablechain.ledger.admission import (
     CERTIFICATE_TX,
     CertificateAdmission,
@@ -250,8 +251,16 @@ class Ledger:
         with self._reads.connect() as conn:
             row = conn.execute(
                 sa.select(self.t.blocks.c.header).order_by(self.t.blocks.c.height.desc()).limit(1)
-            ).scalar_one()
-        return BlockHeader.from_json(parse_json(row))
+            ).scalar_one_or_none()
+        try:
+            if row is None:
+                raise ValueError("no block")
+            return BlockHeader.from_json(parse_json(row))
+        except (TablechainError, KeyError, TypeError, ValueError):
+            raise ChainMismatch(
+                "the database's head block is missing or unreadable (changed outside the "
+                "chain?): rebuild it from another node's chain"
+            ) from None
 
     @property
     def head(self) -> BlockHeader:

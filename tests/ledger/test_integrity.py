@@ -261,3 +261,15 @@ def test_a_database_without_blocks_is_reported(sqlite_harness: Harness) -> None:
         conn.execute(sa.delete(blocks))
     report = verify_ledger(h.ledger)
     assert not report.ok and report.problems[0].detail == "the database holds no block"
+
+
+def test_a_ledger_over_a_database_without_its_head_refuses_to_open(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    from tablechain.ledger.chain import ChainMismatch, Genesis, Ledger
+
+    url = f"sqlite:///{tmp_path / 'n.db'}"
+    first = Ledger(url, Genesis(network_id=3))
+    with first.engine.begin() as conn:
+        conn.execute(sa.update(first.t.blocks).values(header="{}"))
+    first.close()
+    with pytest.raises(ChainMismatch, match="head block"):
+        Ledger(url, Genesis(network_id=3))
