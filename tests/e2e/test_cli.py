@@ -286,3 +286,19 @@ def test_main_returns_exit_codes() -> None:
     assert main(["--help"]) == 0
     assert main(["node", "status", "--url", "http://127.0.0.1:9"]) == 1
     assert main(["no-such-command"]) == 2
+
+
+def refused(*args: str, code: str = "tecBAD_CONFIG") -> str:
+    """Run a command that must fail cleanly: exit 1 and ``error: <code>: ...``, no traceback."""
+    result = runner.invoke(app, list(args))
+    assert result.exit_code == 1, (result.output, result.exception)
+    assert isinstance(result.exception, SystemExit), result.exception
+    assert f"error: {code}: " in result.stderr, result.stderr
+    return str(result.stderr)
+
+
+def test_node_start_refuses_a_port_out_of_range(tmp_path: Path) -> None:
+    settings = init_datadir(tmp_path / "d")
+    for port in ("70000", "-1"):
+        assert "0 to 65535" in refused("node", "start", str(settings.datadir), "--port", port)
+    assert not (settings.datadir / "rpc.url").exists()
