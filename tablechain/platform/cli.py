@@ -198,7 +198,12 @@ def node_init(
     """Create a new chain with one validator in DIR."""
     from tablechain.platform.config import init_datadir, load_genesis
 
-    roots = [p.read_text(encoding="ascii") for p in admission_root or []]
+    roots = []
+    for root_file in admission_root or []:
+        try:
+            roots.append(root_file.read_text(encoding="ascii"))
+        except (OSError, UnicodeDecodeError) as exc:
+            raise ConfigError(f"cannot read the admission root {root_file}: {exc}") from None
     settings = init_datadir(datadir, national=national, network_id=network_id,
                             chain_name=chain_name, host=host, port=port, db_url=db_url,
                             max_block_txs=max_block_txs, max_block_wait_ms=max_block_wait_ms,

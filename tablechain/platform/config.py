@@ -268,20 +268,17 @@ def init_datadir(datadir: str | os.PathLike[str], *, national: bool = False,
     """Create a new chain with one validator in ``datadir`` (which must not hold one yet)."""
     from tablechain.ledger.chain import Genesis
 
-    path = Path(datadir)
-    path.mkdir(parents=True, exist_ok=True)
-    path = path.resolve()
-    for name in (GENESIS_FILE, NODE_FILE, KEY_FILE):
-        if (path / name).exists():
-            raise ConfigError(f"{path / name} already exists; {path} already holds a node")
     if national and not national_available():
         raise ConfigError("the national suite needs SM2 (tablechain.crypto.sm2), "
                           "which is not installed in this build")
+    if not 0 <= port <= 65535:
+        raise ConfigError(f"--port must be 0 to 65535, got {port}")
+    network_id = _check_chain_options(network_id, max_block_txs, max_block_wait_ms)
+    path = _make_dir(datadir)
+    for name in (GENESIS_FILE, NODE_FILE, KEY_FILE):
+        if (path / name).exists():
+            raise ConfigError(f"{path / name} already exists; {path} already holds a node")
     scheme = "sm2" if national else "secp256k1"
-    if network_id is None:
-        network_id = 1000 + secrets.randbelow((1 << 31) - 1000)
-    if not 0 <= network_id < 1 << 32:
-        raise ConfigError("network id must be within 0 .. 2^32-1")
     key = generate_private_key(scheme)
     validator = {"address": address_to_text(key.address()), "scheme": scheme,
                  "public_key": key.public_key.to_bytes().hex()}
@@ -304,6 +301,34 @@ def init_datadir(datadir: str | os.PathLike[str], *, national: bool = False,
     (path / NODE_FILE).write_text(json.dumps(settings.to_json(), indent=2) + "\n",
                                   encoding="utf-8")
     return settings
+
+
+def _check_chain_options(network_id: int | None, max_block_txs: int | None,
+                         max_block_wait_ms: int | None) -> int:
+    """Check a new chain's options before anything is written; the network id (random when
+    None). A block limit of 0 or less would be written into genesis (0 silently meant the
+    default), so it is refused like any other value out of range."""
+    for name, value in (("--max-block-txs", max_block_txs),
+                        ("--max-block-wait-ms", max_block_wait_ms)):
+        if value is not None and not 1 <= value < 1 << 63:
+            raise ConfigError(f"{name} must be a positive integer, got {value}")
+    if network_id is None:
+        network_id = 1000 + secrets.randbelow((1 << 31) - 1000)
+    if not 0 <= network_id < 1 << 32:
+        raise ConfigError("network id must be within 0 .. 2^32-1")
+    return network_id
+
+
+def _make_dir(directory: str | os.PathLike[str]) -> Path:
+    """Create a directory (and its parents) or say why it cannot be; its absolute path."""
+    path = Path(directory)
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except FileExistsError:
+        raise ConfigError(f"{path} exists and is not a directory") from None
+    except OSError as exc:
+        raise ConfigError(f"cannot create {path}: {exc.strerror}") from None
+    return path.resolve()
 
 
 def _write_plain(path: Path, key: PrivateKey) -> None:
@@ -409,21 +434,16 @@ def init_cluster(root: str | os.PathLike[str], validators: int = 4, *,
         raise ConfigError(f"validator keys are secp256k1 or ed25519, not {scheme!r}")
     if base_port and not 1024 <= base_port <= 65535 - validators:
         raise ConfigError(f"--base-port must leave room for {validators} ports below 65536")
-    path = Path(root)
-    path.mkdir(parents=True, exist_ok=True)
-    path = path.resolve()
+    network_id = _check_chain_options(network_id, max_block_txs, max_block_wait_ms)
+    if consensus:
+        _check_consensus(consensus)
+    path = _make_dir(root)
     if (path / CLUSTER_FILE).exists():
         raise ConfigError(f"{path / CLUSTER_FILE} already exists; {path} already holds a cluster")
     ids = [f"v{i}" for i in range(validators)]
     for vid in ids:
-        if (path / vid).exists() and any((path / vid).iterdir()):
-            raise ConfigError(f"{path / vid} is not empty")
-    if network_id is None:
-        network_id = 1000 + secrets.randbelow((1 << 31) - 1000)
-    if not 0 <= network_id < 1 << 32:
-        raise ConfigError("network id must be within 0 .. 2^32-1")
-    if consensus:
-        _check_consensus(consensus)
+        if (path / vid).exists() and (not (path / vid).is_dir() or any((path / vid).iterdir())):
+            raise ConfigError(f"{path / vid} is not an empty directory")
     keys = [generate_private_key(scheme) for _ in ids]
     defaults = Genesis()
     genesis = Genesis(

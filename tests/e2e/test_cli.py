@@ -294,7 +294,7 @@ def refused(*args: str, code: str = "tecBAD_CONFIG") -> str:
     assert result.exit_code == 1, (result.output, result.exception)
     assert isinstance(result.exception, SystemExit), result.exception
     assert f"error: {code}: " in result.stderr, result.stderr
-    return str(result.stderr)
+    return " ".join(result.stderr.split())  # rich wraps long lines
 
 
 def test_node_start_refuses_a_port_out_of_range(tmp_path: Path) -> None:
@@ -302,3 +302,30 @@ def test_node_start_refuses_a_port_out_of_range(tmp_path: Path) -> None:
     for port in ("70000", "-1"):
         assert "0 to 65535" in refused("node", "start", str(settings.datadir), "--port", port)
     assert not (settings.datadir / "rpc.url").exists()
+
+
+def test_init_refuses_options_out_of_range_and_creates_nothing(tmp_path: Path) -> None:
+    target = tmp_path / "d"
+    for option, value in (("--max-block-txs", "0"), ("--max-block-txs", "-5"),
+                          ("--max-block-wait-ms", "0"), ("--port", "70000"),
+                          ("--network-id", "-1")):
+        refused("node", "init", str(target), option, value)
+        assert not target.exists()
+        if option != "--port":
+            refused("cluster", "init", "--dir", str(target), option, value)
+            assert not target.exists()
+    assert "--max-block-txs must be a positive integer, got 0" in refused(
+        "node", "init", str(target), "--max-block-txs", "0")
+    assert "cannot read the admission root" in refused(
+        "node", "init", str(target), "--admission-root", str(tmp_path / "missing.pem"))
+    assert not target.exists()
+
+
+def test_init_over_a_file_is_a_clear_error(tmp_path: Path) -> None:
+    (tmp_path / "f").write_text("not a directory")
+    assert "not a directory" in refused("node", "init", str(tmp_path / "f"))
+    assert "not a directory" in refused("cluster", "init", "--dir", str(tmp_path / "f"))
+    (tmp_path / "c").mkdir()
+    (tmp_path / "c" / "v1").write_text("not a directory")
+    assert "not an empty directory" in refused("cluster", "init", "--dir", str(tmp_path / "c"))
+    assert sorted(p.name for p in (tmp_path / "c").iterdir()) == ["v1"]
