@@ -339,17 +339,18 @@ def node_follow(
     import threading
 
     from tablechain.crypto import parse_json
-    from tablechain.ledger.chain import Genesis, Ledger
+    from tablechain.ledger.chain import Ledger
     from tablechain.platform.client import Client
+    from tablechain.platform.config import genesis_from_json
     from tablechain.platform.follow import Follower
 
     try:
-        genesis = Genesis.from_json(parse_json(genesis_file.read_bytes()))
-        genesis.hash()
+        obj = parse_json(genesis_file.read_bytes())
     except OSError as exc:
         raise ConfigError(f"cannot read {genesis_file}: {exc.strerror}") from None
-    except (TablechainError, KeyError, TypeError, ValueError) as exc:
-        raise ConfigError(f"{genesis_file} is not a valid genesis: {exc!r}") from None
+    except TablechainError as exc:
+        raise ConfigError(f"{genesis_file} is not valid JSON: {exc.message}") from None
+    genesis = genesis_from_json(obj, genesis_file)
     ledger = Ledger(db, genesis)
     try:
         with Client(source) as client:

@@ -52,6 +52,7 @@ __all__ = [
     "init_datadir",
     "load_settings",
     "load_genesis",
+    "genesis_from_json",
     "open_node",
     "datadir_lock",
     "read_key_file",
@@ -193,16 +194,43 @@ def load_settings(datadir: str | os.PathLike[str]) -> NodeSettings:
 
 
 def load_genesis(settings: NodeSettings) -> Genesis:
+    return genesis_from_json(_read_json(settings.genesis_path), settings.genesis_path)
+
+
+_GENESIS_INTS = {"network_id": (0, 1 << 32), "timestamp_ms": (0, 1 << 63),
+                 "max_block_txs": (1, 1 << 63), "max_block_wait_ms": (0, 1 << 63)}
+
+
+def genesis_from_json(obj: Any, where: str | os.PathLike[str]) -> Genesis:
+    """A ``Genesis`` from a genesis file's JSON, its fields checked first.
+
+    ``Genesis.from_json`` coerces with ``int()``: a float was truncated, a huge number
+    (``1e400``) raised OverflowError and a block limit of 0 or below was taken, so the types
+    and ranges are checked here and every problem is a ``ConfigError``."""
     from tablechain.ledger.chain import Genesis
 
-    obj = _read_json(settings.genesis_path)
     if not isinstance(obj, dict):
-        raise ConfigError(f"{settings.genesis_path} must hold a JSON object")
+        raise ConfigError(f"{where} must hold a JSON object")
+    for key, (low, high) in _GENESIS_INTS.items():
+        value = obj.get(key, low)
+        if not isinstance(value, int) or isinstance(value, bool) or not low <= value < high:
+            raise ConfigError(f"{where}: {key} must be an integer from {low} to {high - 1}, "
+                              f"got {value!r}")
+    for key in ("chain_name", "suite"):
+        if not isinstance(obj.get(key), str):
+            raise ConfigError(f"{where}: {key} must be a string")
+    validators = obj.get("validators", [])
+    if not isinstance(validators, list) or not all(isinstance(v, dict) for v in validators):
+        raise ConfigError(f"{where}: validators must be a list of objects")
+    if not isinstance(obj.get("admission", {}), dict):
+        raise ConfigError(f"{where}: admission must be an object")
     try:
         genesis = Genesis.from_json(obj)
         genesis.hash()  # validates the suite name
     except (KeyError, TypeError, ValueError) as exc:
-        raise ConfigError(f"{settings.genesis_path} is not a valid genesis: {exc!r}") from None
+        raise ConfigError(f"{where} is not a valid genesis: {exc!r}") from None
+    except TablechainError as exc:
+        raise ConfigError(f"{where} is not a valid genesis: {exc.message}") from None
     return genesis
 
 

@@ -329,3 +329,16 @@ def test_init_over_a_file_is_a_clear_error(tmp_path: Path) -> None:
     (tmp_path / "c" / "v1").write_text("not a directory")
     assert "not an empty directory" in refused("cluster", "init", "--dir", str(tmp_path / "c"))
     assert sorted(p.name for p in (tmp_path / "c").iterdir()) == ["v1"]
+
+
+@pytest.mark.parametrize("field, value", [
+    ("timestamp_ms", "1e400"), ("max_block_txs", "-1"), ("max_block_txs", "1.5"),
+    ("network_id", '"7"'), ("validators", "5"), ("admission", "[1]"),
+])
+def test_a_malformed_genesis_is_a_clear_error(tmp_path: Path, field: str, value: str) -> None:
+    settings = init_datadir(tmp_path / "d")
+    text = json.dumps({**json.loads(settings.genesis_path.read_text()), field: "@"})
+    settings.genesis_path.write_text(text.replace('"@"', value))
+    assert field in refused("node", "verify", str(settings.datadir))
+    refused("node", "follow", "http://127.0.0.1:9", "--genesis", str(settings.genesis_path),
+            "--db", f"sqlite:///{tmp_path}/r.db")  # its strict parser refuses floats already
