@@ -263,11 +263,11 @@ def node_rebuild(
     as_json: JsonOpt = False,
 ) -> None:
     """Replay the chain into a new database up to --height, checking every state root."""
-    from tablechain.ledger.chain import Ledger, rebuild
-    from tablechain.platform.config import load_genesis, load_settings
+    from tablechain.ledger.chain import rebuild
+    from tablechain.platform.config import load_settings, open_ledger
 
     settings = load_settings(datadir)
-    source = Ledger(settings.resolved_db_url, load_genesis(settings))
+    source = open_ledger(settings)
     try:
         end = source.height if height is None else height
         if out_url is None:
@@ -341,7 +341,7 @@ def node_follow(
     from tablechain.crypto import parse_json
     from tablechain.ledger.chain import Ledger
     from tablechain.platform.client import Client
-    from tablechain.platform.config import genesis_from_json
+    from tablechain.platform.config import database_errors, genesis_from_json
     from tablechain.platform.follow import Follower
 
     try:
@@ -351,7 +351,8 @@ def node_follow(
     except TablechainError as exc:
         raise ConfigError(f"{genesis_file} is not valid JSON: {exc.message}") from None
     genesis = genesis_from_json(obj, genesis_file)
-    ledger = Ledger(db, genesis)
+    with database_errors(db):
+        ledger = Ledger(db, genesis)
     try:
         with Client(source) as client:
             follower = Follower(ledger, client)
@@ -371,11 +372,9 @@ def node_follow(
 
 
 def _open_ledger(datadir: Path) -> Any:
-    from tablechain.ledger.chain import Ledger
-    from tablechain.platform.config import load_genesis, load_settings
+    from tablechain.platform.config import load_settings, open_ledger
 
-    settings = load_settings(datadir)
-    return Ledger(settings.resolved_db_url, load_genesis(settings))
+    return open_ledger(load_settings(datadir))
 
 
 @node_app.command("dump")

@@ -54,6 +54,8 @@ __all__ = [
     "load_genesis",
     "genesis_from_json",
     "open_node",
+    "open_ledger",
+    "database_errors",
     "datadir_lock",
     "read_key_file",
     "write_key_file",
@@ -386,6 +388,40 @@ def datadir_lock(datadir: str | os.PathLike[str]) -> Iterator[None]:
         os.close(fd)
 
 
+def _shown_url(url: str) -> str:
+    """A database URL fit for an error message: its password hidden."""
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import ArgumentError
+
+    try:
+        return make_url(url).render_as_string(hide_password=True)
+    except ArgumentError:
+        return repr(url.split("://", 1)[0] + "://...") if "://" in url else repr(url)
+
+
+@contextlib.contextmanager
+def database_errors(url: str) -> Iterator[None]:
+    """Turn SQLAlchemy's errors while a database is being opened (a URL it cannot parse, a
+    dialect or driver it lacks, a file or server it cannot reach) into a ``ConfigError``;
+    they reached the command line as tracebacks."""
+    from sqlalchemy.exc import ArgumentError, DBAPIError
+
+    try:
+        yield
+    except (ArgumentError, DBAPIError) as exc:  # NoSuchModuleError is an ArgumentError
+        reason = str(getattr(exc, "orig", None) or exc).strip().splitlines()[0]
+        raise ConfigError(f"cannot open the database {_shown_url(url)}: {reason}") from None
+
+
+def open_ledger(settings: NodeSettings) -> Any:
+    """The ``Ledger`` of a data directory (to read, verify or replay it; no node)."""
+    from tablechain.ledger.chain import Ledger
+
+    genesis = load_genesis(settings)
+    with database_errors(settings.resolved_db_url):
+        return Ledger(settings.resolved_db_url, genesis)
+
+
 def open_node(settings: NodeSettings) -> Node:
     """Assemble a ``Node`` (not yet producing blocks) from a data directory's settings."""
     from tablechain.ledger.node import Node, NodeConfig
@@ -396,7 +432,8 @@ def open_node(settings: NodeSettings) -> Node:
                         max_block_wait_ms=settings.max_block_wait_ms,
                         mempool_size=settings.mempool_size,
                         mempool_per_account=settings.mempool_per_account)
-    return Node(settings.resolved_db_url, genesis, key, config)
+    with database_errors(settings.resolved_db_url):
+        return Node(settings.resolved_db_url, genesis, key, config)
 
 
 def rpc_url_of(settings: NodeSettings) -> str:

@@ -342,3 +342,16 @@ def test_a_malformed_genesis_is_a_clear_error(tmp_path: Path, field: str, value:
     assert field in refused("node", "verify", str(settings.datadir))
     refused("node", "follow", "http://127.0.0.1:9", "--genesis", str(settings.genesis_path),
             "--db", f"sqlite:///{tmp_path}/r.db")  # its strict parser refuses floats already
+
+
+@pytest.mark.parametrize("db_url", ["bogus://u:secret@host/x", "not a url",
+                                    "sqlite:////nonexistent/dir/node.db"])
+def test_a_database_that_cannot_be_opened_is_a_clear_error(tmp_path: Path, db_url: str) -> None:
+    settings = init_datadir(tmp_path / "d", db_url=db_url, port=0)
+    for command in ("verify", "start", "rebuild"):
+        shown = refused("node", command, str(settings.datadir))
+        assert "cannot open the database" in shown and "secret" not in shown
+    assert not (settings.datadir / "rpc.url").exists()
+    shown = refused("node", "follow", "http://127.0.0.1:9", "--genesis",
+                    str(settings.genesis_path), "--db", db_url)
+    assert "cannot open the database" in shown and "secret" not in shown
