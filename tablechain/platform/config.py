@@ -422,12 +422,26 @@ def open_ledger(settings: NodeSettings) -> Any:
         return Ledger(settings.resolved_db_url, genesis)
 
 
+def _check_key_in_genesis(settings: NodeSettings, genesis: Genesis, key: PrivateKey) -> None:
+    """A node signs its blocks' proposer field with its key, so the key must be one genesis
+    names: a wrong key file, or a key_scheme that reads the same hex as another scheme's key,
+    otherwise ran silently as an account the chain never admitted."""
+    public = key.public_key.to_bytes().hex()
+    named = [v for v in genesis.validators if isinstance(v.get("public_key"), str)]
+    if named and not any(v["public_key"].lower() == public
+                         and v.get("scheme", key.scheme) == key.scheme for v in named):
+        raise ConfigError(f"{settings.key_path} (read as {key.scheme}) is not the key of a "
+                          f"validator in {settings.genesis_path}; check validator_key and "
+                          "key_scheme in node.json")
+
+
 def open_node(settings: NodeSettings) -> Node:
     """Assemble a ``Node`` (not yet producing blocks) from a data directory's settings."""
     from tablechain.ledger.node import Node, NodeConfig
 
     genesis = load_genesis(settings)
     key = read_key_file(settings.key_path, settings.key_scheme)
+    _check_key_in_genesis(settings, genesis, key)
     config = NodeConfig(max_block_txs=settings.max_block_txs,
                         max_block_wait_ms=settings.max_block_wait_ms,
                         mempool_size=settings.mempool_size,

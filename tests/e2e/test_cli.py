@@ -355,3 +355,23 @@ def test_a_database_that_cannot_be_opened_is_a_clear_error(tmp_path: Path, db_ur
     shown = refused("node", "follow", "http://127.0.0.1:9", "--genesis",
                     str(settings.genesis_path), "--db", db_url)
     assert "cannot open the database" in shown and "secret" not in shown
+
+
+def test_a_node_refuses_a_key_that_genesis_does_not_name(tmp_path: Path) -> None:
+    from tablechain.platform.errors import ConfigError
+
+    settings = init_datadir(tmp_path / "d", port=0)
+    hex_key = settings.key_path.read_text().strip()
+    node_json = json.loads((settings.datadir / "node.json").read_text())
+    # the same hex read as an Ed25519 key is another account
+    (settings.datadir / "node.json").write_text(json.dumps({**node_json,
+                                                           "key_scheme": "ed25519"}))
+    with pytest.raises(ConfigError, match="is not the key of a validator"):
+        open_node(load_settings(settings.datadir))
+    (settings.datadir / "node.json").write_text(json.dumps(node_json))
+    settings.key_path.write_text("11" * 32 + "\n")  # another secp256k1 key
+    with pytest.raises(ConfigError, match="is not the key of a validator"):
+        open_node(load_settings(settings.datadir))
+    assert "is not the key of a validator" in refused("node", "start", str(settings.datadir))
+    settings.key_path.write_text(hex_key + "\n")
+    open_node(load_settings(settings.datadir)).ledger.close()  # the right key still opens
