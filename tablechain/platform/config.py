@@ -178,11 +178,11 @@ def _settings_from_json(datadir: Path, obj: Any) -> NodeSettings:
     )
 
 
-def _read_json(path: Path) -> Any:
+def _read_json(path: Path, made_by: str = "tablechain node init") -> Any:
     try:
         return json.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
-        raise ConfigError(f"{path} does not exist; run `tablechain node init` first") from None
+        raise ConfigError(f"{path} does not exist; run `{made_by}` first") from None
     except (OSError, ValueError) as exc:
         raise ConfigError(f"cannot read {path}: {exc}") from None
 
@@ -573,7 +573,7 @@ def _check_consensus(obj: Mapping[str, Any]) -> None:
 def load_cluster(root: str | os.PathLike[str]) -> ClusterLayout:
     """Read ``cluster.json`` of a cluster directory made by ``init_cluster``."""
     path = Path(root).resolve()
-    obj = _read_json(path / CLUSTER_FILE)
+    obj = _read_json(path / CLUSTER_FILE, "tablechain cluster init")
     if not isinstance(obj, dict) or not isinstance(obj.get("validators"), list):
         raise ConfigError(f"{path / CLUSTER_FILE} must hold an object with a validators list")
     chain, namespace = obj.get("chain"), obj.get("namespace")

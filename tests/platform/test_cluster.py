@@ -140,6 +140,8 @@ def test_status_of_a_directory_without_a_cluster_is_a_clear_error(tmp_path: Path
     result = CliRunner().invoke(app, ["cluster", "status", "--dir", str(tmp_path)])
     assert result.exit_code == 1
     assert "tecBAD_CONFIG" in result.output
+    # the hint names the command that makes cluster.json, not `node init`
+    assert "run `tablechain cluster init` first" in " ".join(result.output.split())
 
 
 def test_sigkill_mid_block_restarts_and_catches_up(cluster: RayCluster,
