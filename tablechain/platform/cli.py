@@ -198,7 +198,12 @@ def node_init(
     """Create a new chain with one validator in DIR."""
     from tablechain.platform.config import init_datadir, load_genesis
 
-    roots = [p.read_text(encoding="ascii") for p in admission_root or []]
+    roots = []
+    for root_file in admission_root or []:
+        try:
+            roots.append(root_file.read_text(encoding="ascii"))
+        except (OSError, UnicodeDecodeError) as exc:
+            raise ConfigError(f"cannot read the admission root {root_file}: {exc}") from None
     settings = init_datadir(datadir, national=national, network_id=network_id,
                             chain_name=chain_name, host=host, port=port, db_url=db_url,
                             max_block_txs=max_block_txs, max_block_wait_ms=max_block_wait_ms,
@@ -258,11 +263,11 @@ def node_rebuild(
     as_json: JsonOpt = False,
 ) -> None:
     """Replay the chain into a new database up to --height, checking every state root."""
-    from tablechain.ledger.chain import Ledger, rebuild
-    from tablechain.platform.config import load_genesis, load_settings
+    from tablechain.ledger.chain import rebuild
+    from tablechain.platform.config import load_settings, open_ledger
 
     settings = load_settings(datadir)
-    source = Ledger(settings.resolved_db_url, load_genesis(settings))
+    source = open_ledger(settings)
     try:
         end = source.height if height is None else height
         if out_url is None:
@@ -334,18 +339,20 @@ def node_follow(
     import threading
 
     from tablechain.crypto import parse_json
-    from tablechain.ledger.chain import Genesis, Ledger
+    from tablechain.ledger.chain import Ledger
     from tablechain.platform.client import Client
+    from tablechain.platform.config import database_errors, genesis_from_json
     from tablechain.platform.follow import Follower
 
     try:
-        genesis = Genesis.from_json(parse_json(genesis_file.read_bytes()))
-        genesis.hash()
+        obj = parse_json(genesis_file.read_bytes())
     except OSError as exc:
         raise ConfigError(f"cannot read {genesis_file}: {exc.strerror}") from None
-    except (TablechainError, KeyError, TypeError, ValueError) as exc:
-        raise ConfigError(f"{genesis_file} is not a valid genesis: {exc!r}") from None
-    ledger = Ledger(db, genesis)
+    except TablechainError as exc:
+        raise ConfigError(f"{genesis_file} is not valid JSON: {exc.message}") from None
+    genesis = genesis_from_json(obj, genesis_file)
+    with database_errors(db):
+        ledger = Ledger(db, genesis)
     try:
         with Client(source) as client:
             follower = Follower(ledger, client)
@@ -365,11 +372,9 @@ def node_follow(
 
 
 def _open_ledger(datadir: Path) -> Any:
-    from tablechain.ledger.chain import Ledger
-    from tablechain.platform.config import load_genesis, load_settings
+    from tablechain.platform.config import load_settings, open_ledger
 
-    settings = load_settings(datadir)
-    return Ledger(settings.resolved_db_url, load_genesis(settings))
+    return open_ledger(load_settings(datadir))
 
 
 @node_app.command("dump")

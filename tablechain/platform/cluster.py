@@ -105,7 +105,10 @@ def init_ray(address: str | None = None, *, validators: Iterable[str] = (),
         return ray
     kwargs: dict[str, Any] = {"namespace": namespace, "log_to_driver": log_to_driver}
     if address is not None:
-        ray.init(address=address, **kwargs)
+        try:
+            ray.init(address=address, **kwargs)
+        except ConnectionError as exc:  # nothing runs there: Ray's message, not a traceback
+            raise ClusterError(f"cannot connect to a Ray cluster at {address}: {exc}") from None
         return ray
     from ray._private import ray_constants
 

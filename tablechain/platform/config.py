@@ -52,7 +52,10 @@ __all__ = [
     "init_datadir",
     "load_settings",
     "load_genesis",
+    "genesis_from_json",
     "open_node",
+    "open_ledger",
+    "database_errors",
     "datadir_lock",
     "read_key_file",
     "write_key_file",
@@ -175,11 +178,11 @@ def _settings_from_json(datadir: Path, obj: Any) -> NodeSettings:
     )
 
 
-def _read_json(path: Path) -> Any:
+def _read_json(path: Path, made_by: str = "tablechain node init") -> Any:
     try:
         return json.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
-        raise ConfigError(f"{path} does not exist; run `tablechain node init` first") from None
+        raise ConfigError(f"{path} does not exist; run `{made_by}` first") from None
     except (OSError, ValueError) as exc:
         raise ConfigError(f"cannot read {path}: {exc}") from None
 
@@ -193,16 +196,43 @@ def load_settings(datadir: str | os.PathLike[str]) -> NodeSettings:
 
 
 def load_genesis(settings: NodeSettings) -> Genesis:
+    return genesis_from_json(_read_json(settings.genesis_path), settings.genesis_path)
+
+
+_GENESIS_INTS = {"network_id": (0, 1 << 32), "timestamp_ms": (0, 1 << 63),
+                 "max_block_txs": (1, 1 << 63), "max_block_wait_ms": (0, 1 << 63)}
+
+
+def genesis_from_json(obj: Any, where: str | os.PathLike[str]) -> Genesis:
+    """A ``Genesis`` from a genesis file's JSON, its fields checked first.
+
+    ``Genesis.from_json`` coerces with ``int()``: a float was truncated, a huge number
+    (``1e400``) raised OverflowError and a block limit of 0 or below was taken, so the types
+    and ranges are checked here and every problem is a ``ConfigError``."""
     from tablechain.ledger.chain import Genesis
 
-    obj = _read_json(settings.genesis_path)
     if not isinstance(obj, dict):
-        raise ConfigError(f"{settings.genesis_path} must hold a JSON object")
+        raise ConfigError(f"{where} must hold a JSON object")
+    for key, (low, high) in _GENESIS_INTS.items():
+        value = obj.get(key, low)
+        if not isinstance(value, int) or isinstance(value, bool) or not low <= value < high:
+            raise ConfigError(f"{where}: {key} must be an integer from {low} to {high - 1}, "
+                              f"got {value!r}")
+    for key in ("chain_name", "suite"):
+        if not isinstance(obj.get(key), str):
+            raise ConfigError(f"{where}: {key} must be a string")
+    validators = obj.get("validators", [])
+    if not isinstance(validators, list) or not all(isinstance(v, dict) for v in validators):
+        raise ConfigError(f"{where}: validators must be a list of objects")
+    if not isinstance(obj.get("admission", {}), dict):
+        raise ConfigError(f"{where}: admission must be an object")
     try:
         genesis = Genesis.from_json(obj)
         genesis.hash()  # validates the suite name
     except (KeyError, TypeError, ValueError) as exc:
-        raise ConfigError(f"{settings.genesis_path} is not a valid genesis: {exc!r}") from None
+        raise ConfigError(f"{where} is not a valid genesis: {exc!r}") from None
+    except TablechainError as exc:
+        raise ConfigError(f"{where} is not a valid genesis: {exc.message}") from None
     return genesis
 
 
@@ -268,20 +298,17 @@ def init_datadir(datadir: str | os.PathLike[str], *, national: bool = False,
     """Create a new chain with one validator in ``datadir`` (which must not hold one yet)."""
     from tablechain.ledger.chain import Genesis
 
-    path = Path(datadir)
-    path.mkdir(parents=True, exist_ok=True)
-    path = path.resolve()
-    for name in (GENESIS_FILE, NODE_FILE, KEY_FILE):
-        if (path / name).exists():
-            raise ConfigError(f"{path / name} already exists; {path} already holds a node")
     if national and not national_available():
         raise ConfigError("the national suite needs SM2 (tablechain.crypto.sm2), "
                           "which is not installed in this build")
+    if not 0 <= port <= 65535:
+        raise ConfigError(f"--port must be 0 to 65535, got {port}")
+    network_id = _check_chain_options(network_id, max_block_txs, max_block_wait_ms)
+    path = _make_dir(datadir)
+    for name in (GENESIS_FILE, NODE_FILE, KEY_FILE):
+        if (path / name).exists():
+            raise ConfigError(f"{path / name} already exists; {path} already holds a node")
     scheme = "sm2" if national else "secp256k1"
-    if network_id is None:
-        network_id = 1000 + secrets.randbelow((1 << 31) - 1000)
-    if not 0 <= network_id < 1 << 32:
-        raise ConfigError("network id must be within 0 .. 2^32-1")
     key = generate_private_key(scheme)
     validator = {"address": address_to_text(key.address()), "scheme": scheme,
                  "public_key": key.public_key.to_bytes().hex()}
@@ -304,6 +331,34 @@ def init_datadir(datadir: str | os.PathLike[str], *, national: bool = False,
     (path / NODE_FILE).write_text(json.dumps(settings.to_json(), indent=2) + "\n",
                                   encoding="utf-8")
     return settings
+
+
+def _check_chain_options(network_id: int | None, max_block_txs: int | None,
+                         max_block_wait_ms: int | None) -> int:
+    """Check a new chain's options before anything is written; the network id (random when
+    None). A block limit of 0 or less would be written into genesis (0 silently meant the
+    default), so it is refused like any other value out of range."""
+    for name, value in (("--max-block-txs", max_block_txs),
+                        ("--max-block-wait-ms", max_block_wait_ms)):
+        if value is not None and not 1 <= value < 1 << 63:
+            raise ConfigError(f"{name} must be a positive integer, got {value}")
+    if network_id is None:
+        network_id = 1000 + secrets.randbelow((1 << 31) - 1000)
+    if not 0 <= network_id < 1 << 32:
+        raise ConfigError("network id must be within 0 .. 2^32-1")
+    return network_id
+
+
+def _make_dir(directory: str | os.PathLike[str]) -> Path:
+    """Create a directory (and its parents) or say why it cannot be; its absolute path."""
+    path = Path(directory)
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except FileExistsError:
+        raise ConfigError(f"{path} exists and is not a directory") from None
+    except OSError as exc:
+        raise ConfigError(f"cannot create {path}: {exc.strerror}") from None
+    return path.resolve()
 
 
 def _write_plain(path: Path, key: PrivateKey) -> None:
@@ -333,17 +388,66 @@ def datadir_lock(datadir: str | os.PathLike[str]) -> Iterator[None]:
         os.close(fd)
 
 
+def _shown_url(url: str) -> str:
+    """A database URL fit for an error message: its password hidden."""
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import ArgumentError
+
+    try:
+        return make_url(url).render_as_string(hide_password=True)
+    except ArgumentError:
+        return repr(url.split("://", 1)[0] + "://...") if "://" in url else repr(url)
+
+
+@contextlib.contextmanager
+def database_errors(url: str) -> Iterator[None]:
+    """Turn SQLAlchemy's errors while a database is being opened (a URL it cannot parse, a
+    dialect or driver it lacks, a file or server it cannot reach) into a ``ConfigError``;
+    they reached the command line as tracebacks."""
+    from sqlalchemy.exc import ArgumentError, DBAPIError
+
+    try:
+        yield
+    except (ArgumentError, DBAPIError) as exc:  # NoSuchModuleError is an ArgumentError
+        reason = str(getattr(exc, "orig", None) or exc).strip().splitlines()[0]
+        raise ConfigError(f"cannot open the database {_shown_url(url)}: {reason}") from None
+
+
+def open_ledger(settings: NodeSettings) -> Any:
+    """The ``Ledger`` of a data directory (to read, verify or replay it; no node)."""
+    from tablechain.ledger.chain import Ledger
+
+    genesis = load_genesis(settings)
+    with database_errors(settings.resolved_db_url):
+        return Ledger(settings.resolved_db_url, genesis)
+
+
+def _check_key_in_genesis(settings: NodeSettings, genesis: Genesis, key: PrivateKey) -> None:
+    """A node signs its blocks' proposer field with its key, so the key must be one genesis
+    names: a wrong key file, or a key_scheme that reads the same hex as another scheme's key,
+    otherwise ran silently as an account the chain never admitted."""
+    public = key.public_key.to_bytes().hex()
+    named = [v for v in genesis.validators if isinstance(v.get("public_key"), str)]
+    if named and not any(v["public_key"].lower() == public
+                         and v.get("scheme", key.scheme) == key.scheme for v in named):
+        raise ConfigError(f"{settings.key_path} (read as {key.scheme}) is not the key of a "
+                          f"validator in {settings.genesis_path}; check validator_key and "
+                          "key_scheme in node.json")
+
+
 def open_node(settings: NodeSettings) -> Node:
     """Assemble a ``Node`` (not yet producing blocks) from a data directory's settings."""
     from tablechain.ledger.node import Node, NodeConfig
 
     genesis = load_genesis(settings)
     key = read_key_file(settings.key_path, settings.key_scheme)
+    _check_key_in_genesis(settings, genesis, key)
     config = NodeConfig(max_block_txs=settings.max_block_txs,
                         max_block_wait_ms=settings.max_block_wait_ms,
                         mempool_size=settings.mempool_size,
                         mempool_per_account=settings.mempool_per_account)
-    return Node(settings.resolved_db_url, genesis, key, config)
+    with database_errors(settings.resolved_db_url):
+        return Node(settings.resolved_db_url, genesis, key, config)
 
 
 def rpc_url_of(settings: NodeSettings) -> str:
@@ -409,21 +513,16 @@ def init_cluster(root: str | os.PathLike[str], validators: int = 4, *,
         raise ConfigError(f"validator keys are secp256k1 or ed25519, not {scheme!r}")
     if base_port and not 1024 <= base_port <= 65535 - validators:
         raise ConfigError(f"--base-port must leave room for {validators} ports below 65536")
-    path = Path(root)
-    path.mkdir(parents=True, exist_ok=True)
-    path = path.resolve()
+    network_id = _check_chain_options(network_id, max_block_txs, max_block_wait_ms)
+    if consensus:
+        _check_consensus(consensus)
+    path = _make_dir(root)
     if (path / CLUSTER_FILE).exists():
         raise ConfigError(f"{path / CLUSTER_FILE} already exists; {path} already holds a cluster")
     ids = [f"v{i}" for i in range(validators)]
     for vid in ids:
-        if (path / vid).exists() and any((path / vid).iterdir()):
-            raise ConfigError(f"{path / vid} is not empty")
-    if network_id is None:
-        network_id = 1000 + secrets.randbelow((1 << 31) - 1000)
-    if not 0 <= network_id < 1 << 32:
-        raise ConfigError("network id must be within 0 .. 2^32-1")
-    if consensus:
-        _check_consensus(consensus)
+        if (path / vid).exists() and (not (path / vid).is_dir() or any((path / vid).iterdir())):
+            raise ConfigError(f"{path / vid} is not an empty directory")
     keys = [generate_private_key(scheme) for _ in ids]
     defaults = Genesis()
     genesis = Genesis(
@@ -474,7 +573,7 @@ def _check_consensus(obj: Mapping[str, Any]) -> None:
 def load_cluster(root: str | os.PathLike[str]) -> ClusterLayout:
     """Read ``cluster.json`` of a cluster directory made by ``init_cluster``."""
     path = Path(root).resolve()
-    obj = _read_json(path / CLUSTER_FILE)
+    obj = _read_json(path / CLUSTER_FILE, "tablechain cluster init")
     if not isinstance(obj, dict) or not isinstance(obj.get("validators"), list):
         raise ConfigError(f"{path / CLUSTER_FILE} must hold an object with a validators list")
     chain, namespace = obj.get("chain"), obj.get("namespace")

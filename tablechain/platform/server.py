@@ -42,6 +42,9 @@ MAX_CONNECTIONS = 2048
 
 
 def bind_socket(host: str, port: int) -> socket.socket:
+    """A listening socket on ``host:port`` (0: a free port), or a ``ConfigError`` saying why not."""
+    if not 0 <= port <= 65535:  # socket.bind raises OverflowError, not OSError, for these
+        raise ConfigError(f"cannot listen on {host}:{port}: a port is 0 to 65535")
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     sock = socket.socket(family, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)

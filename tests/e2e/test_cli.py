@@ -286,3 +286,92 @@ def test_main_returns_exit_codes() -> None:
     assert main(["--help"]) == 0
     assert main(["node", "status", "--url", "http://127.0.0.1:9"]) == 1
     assert main(["no-such-command"]) == 2
+
+
+def refused(*args: str, code: str = "tecBAD_CONFIG") -> str:
+    """Run a command that must fail cleanly: exit 1 and ``error: <code>: ...``, no traceback."""
+    result = runner.invoke(app, list(args))
+    assert result.exit_code == 1, (result.output, result.exception)
+    assert isinstance(result.exception, SystemExit), result.exception
+    assert f"error: {code}: " in result.stderr, result.stderr
+    return " ".join(result.stderr.split())  # rich wraps long lines
+
+
+def test_node_start_refuses_a_port_out_of_range(tmp_path: Path) -> None:
+    settings = init_datadir(tmp_path / "d")
+    for port in ("70000", "-1"):
+        assert "0 to 65535" in refused("node", "start", str(settings.datadir), "--port", port)
+    assert not (settings.datadir / "rpc.url").exists()
+
+
+def test_init_refuses_options_out_of_range_and_creates_nothing(tmp_path: Path) -> None:
+    target = tmp_path / "d"
+    for option, value in (("--max-block-txs", "0"), ("--max-block-txs", "-5"),
+                          ("--max-block-wait-ms", "0"), ("--port", "70000"),
+                          ("--network-id", "-1")):
+        refused("node", "init", str(target), option, value)
+        assert not target.exists()
+        if option != "--port":
+            refused("cluster", "init", "--dir", str(target), option, value)
+            assert not target.exists()
+    assert "--max-block-txs must be a positive integer, got 0" in refused(
+        "node", "init", str(target), "--max-block-txs", "0")
+    assert "cannot read the admission root" in refused(
+        "node", "init", str(target), "--admission-root", str(tmp_path / "missing.pem"))
+    assert not target.exists()
+
+
+def test_init_over_a_file_is_a_clear_error(tmp_path: Path) -> None:
+    (tmp_path / "f").write_text("not a directory")
+    assert "not a directory" in refused("node", "init", str(tmp_path / "f"))
+    assert "not a directory" in refused("cluster", "init", "--dir", str(tmp_path / "f"))
+    (tmp_path / "c").mkdir()
+    (tmp_path / "c" / "v1").write_text("not a directory")
+    assert "not an empty directory" in refused("cluster", "init", "--dir", str(tmp_path / "c"))
+    assert sorted(p.name for p in (tmp_path / "c").iterdir()) == ["v1"]
+
+
+@pytest.mark.parametrize("field, value", [
+    ("timestamp_ms", "1e400"), ("max_block_txs", "-1"), ("max_block_txs", "1.5"),
+    ("network_id", '"7"'), ("validators", "5"), ("admission", "[1]"),
+])
+def test_a_malformed_genesis_is_a_clear_error(tmp_path: Path, field: str, value: str) -> None:
+    settings = init_datadir(tmp_path / "d")
+    text = json.dumps({**json.loads(settings.genesis_path.read_text()), field: "@"})
+    settings.genesis_path.write_text(text.replace('"@"', value))
+    assert field in refused("node", "verify", str(settings.datadir))
+    refused("node", "follow", "http://127.0.0.1:9", "--genesis", str(settings.genesis_path),
+            "--db", f"sqlite:///{tmp_path}/r.db")  # its strict parser refuses floats already
+
+
+@pytest.mark.parametrize("db_url", ["bogus://u:secret@host/x", "not a url",
+                                    "sqlite:////nonexistent/dir/node.db"])
+def test_a_database_that_cannot_be_opened_is_a_clear_error(tmp_path: Path, db_url: str) -> None:
+    settings = init_datadir(tmp_path / "d", db_url=db_url, port=0)
+    for command in ("verify", "start", "rebuild"):
+        shown = refused("node", command, str(settings.datadir))
+        assert "cannot open the database" in shown and "secret" not in shown
+    assert not (settings.datadir / "rpc.url").exists()
+    shown = refused("node", "follow", "http://127.0.0.1:9", "--genesis",
+                    str(settings.genesis_path), "--db", db_url)
+    assert "cannot open the database" in shown and "secret" not in shown
+
+
+def test_a_node_refuses_a_key_that_genesis_does_not_name(tmp_path: Path) -> None:
+    from tablechain.platform.errors import ConfigError
+
+    settings = init_datadir(tmp_path / "d", port=0)
+    hex_key = settings.key_path.read_text().strip()
+    node_json = json.loads((settings.datadir / "node.json").read_text())
+    # the same hex read as an Ed25519 key is another account
+    (settings.datadir / "node.json").write_text(json.dumps({**node_json,
+                                                           "key_scheme": "ed25519"}))
+    with pytest.raises(ConfigError, match="is not the key of a validator"):
+        open_node(load_settings(settings.datadir))
+    (settings.datadir / "node.json").write_text(json.dumps(node_json))
+    settings.key_path.write_text("11" * 32 + "\n")  # another secp256k1 key
+    with pytest.raises(ConfigError, match="is not the key of a validator"):
+        open_node(load_settings(settings.datadir))
+    assert "is not the key of a validator" in refused("node", "start", str(settings.datadir))
+    settings.key_path.write_text(hex_key + "\n")
+    open_node(load_settings(settings.datadir)).ledger.close()  # the right key still opens

@@ -140,6 +140,8 @@ def test_status_of_a_directory_without_a_cluster_is_a_clear_error(tmp_path: Path
     result = CliRunner().invoke(app, ["cluster", "status", "--dir", str(tmp_path)])
     assert result.exit_code == 1
     assert "tecBAD_CONFIG" in result.output
+    # the hint names the command that makes cluster.json, not `node init`
+    assert "run `tablechain cluster init` first" in " ".join(result.output.split())
 
 
 def test_sigkill_mid_block_restarts_and_catches_up(cluster: RayCluster,
@@ -189,3 +191,27 @@ def test_sigkill_mid_block_restarts_and_catches_up(cluster: RayCluster,
     for vid in ("v0", "v1", "v2"):
         assert tables["v3"] == tables[vid]  # row by row, in the ledger's row order
     assert load_cluster(cluster.layout.root).ids == cluster.ids
+
+
+def test_down_without_a_ray_cluster_to_reach_is_a_clear_error(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """``ray.init(address=...)`` raises ConnectionError when nothing runs there (``auto`` finds
+    no instance); the command reports it instead of printing a traceback."""
+    from tablechain.platform import cluster as cluster_module
+    from tablechain.platform.config import init_cluster
+
+    class NoRay:
+        @staticmethod
+        def is_initialized() -> bool:
+            return False
+
+        @staticmethod
+        def init(**kwargs: object) -> None:
+            raise ConnectionError("Could not find any running Ray instance.")
+
+    init_cluster(tmp_path / "c", 1)
+    monkeypatch.setattr(cluster_module, "import_ray", lambda: NoRay)
+    result = CliRunner().invoke(app, ["cluster", "down", "--dir", str(tmp_path / "c")])
+    assert result.exit_code == 1 and isinstance(result.exception, SystemExit)
+    assert "error: tecCLUSTER: cannot connect to a Ray cluster at auto" in " ".join(
+        result.stderr.split())
