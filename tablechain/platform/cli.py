@@ -302,9 +302,14 @@ def node_verify(
     chain's hashes from the stored blocks; exit 2 if anything was changed outside the chain.
 
     Safe on a running node (reads one snapshot)."""
+    from tablechain.ledger.chain import ChainMismatch
     from tablechain.ledger.integrity import verify_ledger
 
-    ledger = _open_ledger(datadir)
+    try:
+        ledger = _open_ledger(datadir)
+    except ChainMismatch as exc:  # its head block itself was changed or removed
+        err.print(f"[red]tampered[/red] block head: {exc.message}", markup=True)
+        raise typer.Exit(2) from None
     try:
         report = verify_ledger(ledger, blocks=not no_blocks, signatures=signatures)
     finally:

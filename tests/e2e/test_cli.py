@@ -259,6 +259,11 @@ def test_node_verify_finds_an_edit_behind_the_chain(tmp_path: Path) -> None:
     assert "tampered table" in result.stderr and "/r" in result.stderr
     report = json.loads(run("node", "verify", str(datadir), "--json", code=2).stdout)
     assert report["ok"] is False and [p["kind"] for p in report["problems"]] == ["table"]
+    db = sqlite3.connect(settings.resolved_db_url.removeprefix("sqlite:///"))
+    db.execute("UPDATE tc_blocks SET header = '{}'")  # even the head block is unreadable
+    db.commit()
+    db.close()
+    assert "head block" in run("node", "verify", str(datadir), code=2).stderr
 
 
 def test_node_dump_and_audit(tmp_path: Path) -> None:
