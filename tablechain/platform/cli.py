@@ -264,7 +264,8 @@ def node_rebuild(
 ) -> None:
     """Replay the chain into a new database up to --height, checking every state root."""
     from tablechain.ledger.chain import rebuild
-    from tablechain.platform.config import load_settings, open_ledger
+    from tablechain.ledger.storage import create_ledger_engine
+    from tablechain.platform.config import database_errors, load_settings, open_ledger
 
     settings = load_settings(datadir)
     source = open_ledger(settings)
@@ -275,6 +276,12 @@ def node_rebuild(
             if target_file.exists():
                 raise ConfigError(f"{target_file} already exists; pass --out or remove it")
             out_url = f"sqlite:///{target_file}"
+        with database_errors(out_url):  # a target that cannot be opened: a clear error
+            probe = create_ledger_engine(out_url)
+            try:
+                probe.connect().close()
+            finally:
+                probe.dispose()
         target = rebuild(source, out_url, end)
         try:
             head = target.head

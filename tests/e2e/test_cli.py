@@ -235,6 +235,9 @@ def test_node_rebuild_to_a_height(tmp_path: Path) -> None:
         rebuilt.close()
     result = run("node", "rebuild", str(datadir), code=1)  # rebuild-<head>.db already exists
     assert "already exists" in result.stderr
+    for bad in ("bogus://x", f"sqlite:///{tmp_path / 'missing' / 'dir' / 'x.db'}"):
+        result = run("node", "rebuild", str(datadir), "--out", bad, code=1)
+        assert "tecBAD_CONFIG" in result.stderr and "cannot open the database" in result.stderr
     result = run("node", "rebuild", str(datadir), "--height", str(head + 5), "--out",
                  f"sqlite:///{tmp_path / 'x.db'}", code=1)
     assert "txnNotFound" in result.stderr or "outside" in result.stderr
