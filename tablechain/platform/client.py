@@ -55,6 +55,27 @@ def _client_error(error: Any) -> ClientError:
     return ClientError(str(error), "clientTransport")
 
 
+def _object(answer: Any, what: str, *fields: str) -> dict[str, Any]:
+    """``answer`` if it is an object holding ``fields``: a node that breaks the protocol gets a
+    ``ClientError``, not a ``KeyError`` or ``TypeError`` from deep inside the client."""
+    if not isinstance(answer, dict):
+        raise ClientError(f"the node's answer to {what} is not an object", "clientTransport")
+    missing = [f for f in fields if f not in answer]
+    if missing:
+        raise ClientError(f"the node's answer to {what} lacks {', '.join(missing)}",
+                          "clientTransport")
+    return answer
+
+
+def _integer(answer: Mapping[str, Any], field: str, what: str) -> int:
+    """An integer field of a node's answer (``ClientError`` if it is not one)."""
+    value = answer[field]
+    if not isinstance(value, int) or isinstance(value, bool):
+        raise ClientError(f"the node's {field} in its answer to {what} is not an integer",
+                          "clientTransport")
+    return value
+
+
 def _table(name: str, new_name: str | None = None) -> list[dict[str, Any]]:
     table: dict[str, Any] = {"TableName": name}
     if new_name is not None:
@@ -184,7 +205,14 @@ class Client:
         error = body.get("error")
         if error is not None:
             raise _client_error(error)
-        return body.get("result")
+        if "result" not in body:
+            raise ClientError(f"the node's answer to {method} has neither result nor error",
+                              "clientTransport")
+        return body["result"]
+
+    def _result(self, method: str, params: Any = None, *fields: str) -> dict[str, Any]:
+        """A call whose result the protocol says is an object (holding ``fields``)."""
+        return _object(self.call(method, params), method, *fields)
 
     def _post(self, request: Any) -> Any:
         try:
@@ -202,7 +230,8 @@ class Client:
     # --- node information --------------------------------------------------------------------
 
     def server_info(self) -> dict[str, Any]:
-        info: dict[str, Any] = self.call("server_info")["info"]
+        info = _object(self._result("server_info", None, "info")["info"], "server_info",
+                       "network_id", "suite")
         self._info = info
         return info
 
@@ -218,16 +247,16 @@ class Client:
         return "sm3" if self._chain()["suite"] == "national" else "sha256"
 
     def ledger_closed(self) -> dict[str, Any]:
-        return dict(self.call("ledger_closed"))
+        return self._result("ledger_closed")
 
     def ledger(self, index: int | str = "closed", expand: bool = False) -> dict[str, Any]:
-        return dict(self.call("ledger", {"ledger_index": index, "expand": expand}))
+        return self._result("ledger", {"ledger_index": index, "expand": expand})
 
     def account_info(self, account: str | None = None) -> dict[str, Any]:
-        return dict(self.call("account_info", {"account": account or self.address}))
+        return self._result("account_info", {"account": account or self.address})
 
     def tx(self, tx_hash: str) -> dict[str, Any]:
-        return dict(self.call("tx", {"transaction": tx_hash}))
+        return self._result("tx", {"transaction": tx_hash}, "result")
 
     def tx_proof(self, tx_hash: str) -> dict[str, Any]:
         """The node's proof of a committed transaction (unchecked: see ``verified_tx``)."""
@@ -253,19 +282,20 @@ class Client:
             raise ClientError(exc.message, exc.code) from None
 
     def table_info(self, owner: str, name: str) -> dict[str, Any]:
-        return dict(self.call("table_info", {"owner": owner, "tablename": name}))
+        return self._result("table_info", {"owner": owner, "tablename": name})
 
     def table_auth(self, owner: str, name: str) -> dict[str, Any]:
-        return dict(self.call("table_auth", {"owner": owner, "tablename": name}))
+        return self._result("table_auth", {"owner": owner, "tablename": name})
 
     def g_dbname(self, owner: str, name: str) -> str:
-        return str(self.call("g_dbname", {"owner": owner, "tablename": name})["nameInDB"])
+        return str(self._result("g_dbname", {"owner": owner, "tablename": name},
+                                "nameInDB")["nameInDB"])
 
     # --- submitting --------------------------------------------------------------------------
 
     def submit(self, tx_json: Mapping[str, Any]) -> dict[str, Any]:
         """Submit an already signed transaction; ``{"hash", "engine_result", ...}``."""
-        return dict(self.call("submit", dict(tx_json)))
+        return self._result("submit", dict(tx_json), "hash")
 
     def submit_many(self, txs: Sequence[Mapping[str, Any]]) -> list[dict[str, Any] | ClientError]:
         """Submit already signed transactions in JSON-RPC batches (the node verifies a batch's
@@ -286,7 +316,10 @@ class Client:
                 elif "error" in answer:
                     out.append(_client_error(answer["error"]))
                 else:
-                    out.append(dict(answer["result"]))
+                    try:
+                        out.append(_object(answer.get("result"), "submit", "hash"))
+                    except ClientError as exc:
+                        out.append(exc)
         return out
 
     def sign(self, body: Mapping[str, Any], sequence: int) -> dict[str, Any]:
@@ -307,8 +340,12 @@ class Client:
     def resync_sequence(self) -> int:
         """Forget the local Sequence and take the node's next one."""
         with self._lock:
-            self._next_sequence = int(self.account_info()["next_sequence"])
+            self._next_sequence = self._node_next_sequence()
             return self._next_sequence
+
+    def _node_next_sequence(self) -> int:
+        return _integer(_object(self.account_info(), "account_info", "next_sequence"),
+                        "next_sequence", "account_info")
 
     def send(self, body: Mapping[str, Any], *, wait: bool = True,
              timeout: float | None = None) -> dict[str, Any]:
@@ -320,7 +357,7 @@ class Client:
         for attempt in range(2):
             with self._lock:
                 if self._next_sequence is None:
-                    self._next_sequence = int(self.account_info()["next_sequence"])
+                    self._next_sequence = self._node_next_sequence()
                 sequence = self._next_sequence
                 tx = self.sign(body, sequence)
                 try:
@@ -354,14 +391,21 @@ class Client:
             time.sleep(delay)
             delay = min(delay * 2, 0.1)
         if check and record["result"] != "tesSUCCESS":
-            message = record.get("receipt", {}).get("message") or record["result"]
-            raise ClientError(message, record["result"])
+            receipt = record.get("receipt")
+            message = receipt.get("message") if isinstance(receipt, dict) else None
+            raise ClientError(str(message or record["result"]), str(record["result"]))
         return record
 
     # --- strict mode -------------------------------------------------------------------------
 
     def _pointer(self, owner: str, name: str) -> str:
-        return str(self.table_info(owner, name)["strict_pointer"])
+        pointer = _object(self.table_info(owner, name), "table_info",
+                          "strict_pointer")["strict_pointer"]
+        try:
+            bytes.fromhex(pointer)
+        except (TypeError, ValueError):
+            raise ClientError("the node's strict_pointer is not hex", "clientTransport") from None
+        return str(pointer)
 
     def _with_check(self, statement: dict[str, Any],
                     pointers: dict[tuple[str, str], str]) -> dict[str, Any]:
@@ -453,7 +497,8 @@ class Client:
         query = [[]] if raw is None else list(raw)
         attempt = 0
         while True:
-            index = int(self.ledger_closed()["ledger_index"])
+            index = _integer(_object(self.ledger_closed(), "ledger_closed", "ledger_index"),
+                             "ledger_index", "ledger_closed")
             try:
                 request = sign_read_request(self._key(), owner, name, query, index)
             except ClientError:
@@ -461,11 +506,16 @@ class Client:
             except TablechainError as exc:
                 raise ClientError(exc.message, exc.code) from None
             try:
-                return list(self.call("r_get", request)["rows"])
+                rows = self._result("r_get", request, "rows")["rows"]
             except ClientError as exc:  # the head moved past the read window meanwhile
                 attempt += 1
                 if exc.code != "invalidParams" or "LedgerIndex" not in exc.message or attempt > 1:
                     raise
+                continue
+            if not isinstance(rows, list):
+                raise ClientError("the node's rows in its answer to r_get are not a list",
+                                  "clientTransport")
+            return rows
 
     # --- confidential tables -----------------------------------------------------------------
     # The table key is made, wrapped and used here only: validators keep ciphertext, sealed
