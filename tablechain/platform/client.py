@@ -76,6 +76,15 @@ def _integer(answer: Mapping[str, Any], field: str, what: str) -> int:
     return value
 
 
+def _canonical(value: Any) -> bytes:
+    """``value``'s canonical JSON; what has none (a float, NaN, a non-string key) is refused
+    with a ``ClientError`` before anything is sent."""
+    try:
+        return canonical_json(value)
+    except TablechainError as exc:
+        raise ClientError(exc.message, exc.code) from None
+
+
 def _table(name: str, new_name: str | None = None) -> list[dict[str, Any]]:
     table: dict[str, Any] = {"TableName": name}
     if new_name is not None:
@@ -215,8 +224,9 @@ class Client:
         return _object(self.call(method, params), method, *fields)
 
     def _post(self, request: Any) -> Any:
+        body = _canonical(request)
         try:
-            response = self._http.post(self.url, content=canonical_json(request),
+            response = self._http.post(self.url, content=body,
                                        headers={"content-type": "application/json"})
         except httpx.HTTPError as exc:
             raise ClientError(f"cannot reach the node at {self.url}: {exc}",
@@ -420,6 +430,7 @@ class Client:
             current = pointers.pop(key) if key in pointers else self._pointer(owner, name)
             pointers[(owner, statement["Tables"][0]["Table"]["TableNewName"])] = current
             return statement
+        _canonical(statement["Raw"])  # a float in Raw: ClientError, as without strict mode
         if op == 1:
             new = strict_pointer_after(None, statement["Raw"], self.hash_name)
         else:

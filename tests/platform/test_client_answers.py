@@ -70,3 +70,27 @@ def test_an_answer_that_breaks_the_protocol_is_a_client_error(method: str, broke
     with pytest.raises(ClientError) as exc:
         CALLS[method](client)
     assert exc.value.code == "clientTransport"
+
+
+@pytest.mark.parametrize("row", [{"id": 1.5}, {"id": float("nan")}, {1: "a"}],
+                         ids=["float", "nan", "int key"])
+def test_input_without_canonical_json_is_a_client_error_and_nothing_is_sent(
+    row: dict[Any, Any]
+) -> None:
+    """Strict mode hashes Raw before signing, and ``call`` encodes its params: both refuse what
+    has no canonical JSON with the ``ClientError`` a plain insert gives."""
+    submitted: list[str] = []
+
+    def answer(method: str, good: dict[str, Any]) -> dict[str, Any]:
+        if method == "submit":
+            submitted.append(method)
+        return good
+
+    client = Client("http://node", generate_private_key(), transport=fake_node(answer))
+    for send in (lambda: client.insert("t", [row], wait=False),
+                 lambda: client.insert("t", [row], strict=True, wait=False),
+                 lambda: client.call("submit", {"Raw": [row]})):
+        with pytest.raises(ClientError) as exc:
+            send()
+        assert exc.value.code == "temMALFORMED"
+    assert submitted == []
