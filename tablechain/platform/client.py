@@ -309,21 +309,31 @@ class Client:
 
     def submit_many(self, txs: Sequence[Mapping[str, Any]]) -> list[dict[str, Any] | ClientError]:
         """Submit already signed transactions in JSON-RPC batches (the node verifies a batch's
-        signatures in parallel). One answer or ``ClientError`` per transaction, in order."""
+        signatures in parallel). One answer or ``ClientError`` per transaction, in order: a
+        batch refused as a whole (too large, node unreachable) gives its error to each of its
+        transactions, so the answers of the batches already queued are not lost."""
         out: list[dict[str, Any] | ClientError] = []
         for start in range(0, len(txs), SUBMIT_BATCH):
             chunk = txs[start : start + SUBMIT_BATCH]
             ids = [next(self._ids) for _ in chunk]
-            body = self._post([{"jsonrpc": "2.0", "id": i, "method": "submit", "params": dict(tx)}
-                               for i, tx in zip(ids, chunk, strict=True)])
-            if not isinstance(body, list):
-                raise ClientError("the node's answer to a batch is not a list", "clientTransport")
-            by_id = {a.get("id"): a for a in body if isinstance(a, dict)}
+            try:
+                body = self._post([{"jsonrpc": "2.0", "id": i, "method": "submit",
+                                    "params": dict(tx)} for i, tx in zip(ids, chunk, strict=True)])
+                if isinstance(body, dict) and body.get("error") is not None:
+                    raise _client_error(body["error"])
+                if not isinstance(body, list):
+                    raise ClientError("the node's answer to a batch is not a list",
+                                      "clientTransport")
+            except ClientError as exc:
+                out.extend(exc for _ in chunk)
+                continue
+            by_id = {a.get("id"): a for a in body
+                     if isinstance(a, dict) and isinstance(a.get("id"), int)}
             for i in ids:
                 answer = by_id.get(i)
                 if answer is None:
                     out.append(ClientError("the node did not answer this call", "clientTransport"))
-                elif "error" in answer:
+                elif answer.get("error") is not None:
                     out.append(_client_error(answer["error"]))
                 else:
                     try:

@@ -94,3 +94,33 @@ def test_input_without_canonical_json_is_a_client_error_and_nothing_is_sent(
             send()
         assert exc.value.code == "temMALFORMED"
     assert submitted == []
+
+
+def test_submit_many_keeps_the_answers_of_batches_before_one_refused_whole(
+    tmp_path: Any,
+) -> None:
+    """The first batch is queued; the second exceeds the node's body limit (HTTP 413): its
+    transactions get the node's code, and the first batch's answers are still returned."""
+    from tablechain.platform.client import SUBMIT_BATCH, Statements
+    from tablechain.platform.config import open_node
+    from tablechain.platform.server import serve_in_thread
+
+    from .conftest import FIELDS, make_settings
+
+    with serve_in_thread(open_node(make_settings(tmp_path / "n")),
+                         max_body_bytes=200_000) as srv:
+        alice = Client(srv.url, generate_private_key())
+        alice.create_table("bulk", FIELDS)
+        start = alice.resync_sequence()
+        body = Statements.insert("bulk", [], owner=alice.address)
+        txs = [alice.sign({**body, "Raw": [{"id": i, "name": "n"}]}, start + i)
+               for i in range(SUBMIT_BATCH + 10)]
+        big = {**body, "Raw": [{"id": SUBMIT_BATCH, "name": "n" * 300_000}]}
+        txs[SUBMIT_BATCH] = alice.sign(big, start + SUBMIT_BATCH)
+        answers = alice.submit_many(txs)
+        assert len(answers) == len(txs)
+        first, second = answers[:SUBMIT_BATCH], answers[SUBMIT_BATCH:]
+        assert [a["sequence"] for a in first if isinstance(a, dict)] == [
+            start + i for i in range(SUBMIT_BATCH)]
+        assert all(isinstance(a, ClientError) and a.code == "requestTooLarge" for a in second)
+        assert alice.account_info()["next_sequence"] == start + SUBMIT_BATCH
