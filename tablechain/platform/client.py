@@ -573,8 +573,12 @@ class Client:
         if owner == self.address:
             token, token_tx = info["token"], info.get("token_tx")
         else:
-            grant = info.get("grants", {}).get(self.address) or {}
+            grants = info.get("grants")
+            grant = grants.get(self.address) if isinstance(grants, dict) else None
+            grant = grant if isinstance(grant, dict) else {}
             token, token_tx = grant.get("token"), grant.get("token_tx")
+        if token is not None and not isinstance(token, str):
+            raise ClientError("the node's Token is not hex", "clientTransport")
         if token is None:
             raise ClientError(f"{self.address} holds no Token for table {name!r}",
                               "tefBAD_AUTH_NO")
@@ -620,8 +624,15 @@ class Client:
         from tablechain.crypto.envelope import open_sealed
 
         key = self.confidential_key(owner, name)
-        sealed = self.table_info(owner, name)["sealed"]
-        return list(parse_json(open_sealed(key, bytes.fromhex(sealed))))
+        sealed = _object(self.table_info(owner, name), "table_info", "sealed")["sealed"]
+        try:
+            fields = parse_json(open_sealed(key, bytes.fromhex(sealed)))
+        except (TablechainError, TypeError, ValueError) as exc:
+            raise ClientError(f"the sealed field definitions do not open: "
+                              f"{getattr(exc, 'message', exc)}", "clientTransport") from None
+        if not isinstance(fields, list):
+            raise ClientError("the sealed field definitions are not a list", "clientTransport")
+        return fields
 
     def _public_key(self, public_key: Any) -> Any:
         """A ``PublicKey``, or one from its hex (the scheme told by the chain's suite)."""
@@ -716,11 +727,19 @@ class Client:
         query = [["account", "tx_hash", "sealed"]] + list(raw or [[]])[1:]
         out: list[dict[str, Any]] = []
         for record in self.get(owner, name, query):
+            record = _object(record, "r_get", "account", "tx_hash", "sealed")
             try:
-                rows = list(parse_json(open_sealed(key, bytes.fromhex(record["sealed"]))))
+                opened = parse_json(open_sealed(key, bytes.fromhex(record["sealed"])))
             except TablechainError as exc:
                 raise ClientError(f"record of {record['tx_hash']}: {exc.message}",
                                   exc.code) from None
+            except (TypeError, ValueError):
+                raise ClientError(f"record of {record['tx_hash']} is not sealed hex",
+                                  "clientTransport") from None
+            if not isinstance(opened, list):
+                raise ClientError(f"record of {record['tx_hash']} does not hold rows",
+                                  "clientTransport")
+            rows = opened
             if records:
                 out.append({"account": record["account"], "tx_hash": record["tx_hash"],
                             "rows": rows})

@@ -187,3 +187,32 @@ def test_on_a_chain_of_validators_a_client_checks_its_token(tmp_path: Path) -> N
             assert len(trusting.confidential_key(alice.address, "vault")) == 32
     finally:
         cluster.close()
+
+
+def test_malformed_answers_on_confidential_paths_are_client_errors(alice: Client,
+                                                                   bob: Client) -> None:
+    """A node that breaks the protocol on a confidential table gets a ClientError, never a
+    KeyError or TypeError from inside the client."""
+    alice.create_confidential_table("odd", FIELDS)
+    alice.insert_confidential("odd", [{"id": 1, "patient": "p", "diagnosis": "d"}])
+    alice.grant_confidential("odd", bob.address, bob._key().public_key, select=True)
+    honest_info, honest_get = bob.table_info, bob.get
+    breakages = [
+        ("table_info", lambda o, n: {**honest_info(o, n), "grants": ["x"]}),
+        ("table_info", lambda o, n: {**honest_info(o, n), "grants": {bob.address: "x"}}),
+        ("table_info", lambda o, n: {**honest_info(o, n), "grants": {
+            bob.address: {"select": True, "token": 5}}}),
+        ("table_info", lambda o, n: {k: v for k, v in honest_info(o, n).items()
+                                     if k != "sealed"}),
+        ("table_info", lambda o, n: {**honest_info(o, n), "sealed": "zz"}),
+        ("get", lambda o, n, q=None: [{"account": "x"}]),
+        ("get", lambda o, n, q=None: [{"account": "x", "tx_hash": "y", "sealed": 5}]),
+        ("get", lambda o, n, q=None: ["x"]),
+    ]
+    for method, broken in breakages:
+        setattr(bob, method, broken)
+        with pytest.raises(ClientError):
+            bob.confidential_fields(alice.address, "odd")
+            bob.get_confidential(alice.address, "odd")
+        bob.table_info, bob.get = honest_info, honest_get  # type: ignore[method-assign]
+    assert bob.get_confidential(alice.address, "odd")[0]["id"] == 1
