@@ -5,6 +5,10 @@ from __future__ import annotations
 
 from typing import Any
 
+import pytest
+
+from tablechain.ledger.errors import TableNotFound
+
 FIELDS = [{"field": "id", "type": "int", "PK": 1}, {"field": "v", "type": "varchar", "length": 20}]
 
 
@@ -34,3 +38,29 @@ def test_a_failed_transaction_that_dropped_a_table_leaves_its_rows(harness):
     h.block()  # past the commit of the block that carried the failed drop
     assert h.read(a, a, "t", [[]]) == [{"id": 1, "v": "kept"}]
     assert h.statement(a, 6, a, "t", [{"id": 2, "v": "more"}]).success
+
+
+def test_a_transaction_creates_a_table_name_at_most_once(harness):
+    # A table's physical name derives from its owner, name and transaction hash: a second
+    # create of the name in one transaction (after renaming or dropping the first) would share
+    # the first one's physical table. It is refused alike on every backend, changing nothing.
+    h = harness
+    a = h.account()
+    create = {"TransactionType": "TableListSet", "OpType": 1, "Tables": _tables("t"),
+              "Raw": FIELDS}
+    rename = {"TransactionType": "TableListSet", "OpType": 3,
+              "Tables": [{"Table": {"TableName": "t", "TableNewName": "u"}}]}
+    drop = {"TransactionType": "TableListSet", "OpType": 2, "Tables": _tables("t")}
+    insert = {"TransactionType": "SQLStatement", "OpType": 6, "Tables": _tables("t"),
+              "Raw": [{"id": 1, "v": "a"}]}
+    for middle in (rename, drop):
+        r = _sql_transaction(h, a, create, insert, middle, create, insert)
+        assert (r.result, r.message) == (
+            "temMALFORMED", "an SQLTransaction creates table 't' at most once"
+        )
+        for name in ("t", "u"):
+            with pytest.raises(TableNotFound):
+                h.ledger.table_info(a.address, name)
+    # Creating it once (and renaming it) in one transaction still works.
+    assert _sql_transaction(h, a, create, insert, rename).success
+    assert h.read(a, a, "u", [[]]) == [{"id": 1, "v": "a"}]
