@@ -449,6 +449,24 @@ def _ruled_condition(
     return condition
 
 
+def _one_create_per_name(tx: SQLTransaction) -> None:
+    """Refuse an SQLTransaction that creates the same table name twice.
+
+    A table's NameInDB (its physical table) is derived from its owner, its name and the
+    transaction's hash, so a second create of the name in the same transaction (after a rename
+    or a drop of the first) would get the same physical table: the backends then disagree
+    (SQLite and PostgreSQL fail with their own driver errors, MariaDB waits on its own lock).
+    """
+    seen: set[str] = set()
+    for st in tx.statements:
+        if isinstance(st, TableListSet) and st.op_type == 1:
+            if st.table.name in seen:
+                raise InvalidTransaction(
+                    f"an SQLTransaction creates table {st.table.name!r} at most once"
+                )
+            seen.add(st.table.name)
+
+
 class TableExecutor:
     """TableListSet, SQLStatement and SQLTransaction."""
 
@@ -462,6 +480,7 @@ class TableExecutor:
     ) -> Mapping[str, Any]:
         body = tx.body
         if isinstance(body, SQLTransaction):
+            _one_create_per_name(body)
             results = []
             for statement in body.statements:
                 results.append(self.apply_statement(ctx, statement, txenv, body.strict_mode))

@@ -263,6 +263,11 @@ class TableEngine:
         table, _ = self.physical(meta)
         if self.implicit_commit_ddl:
             self.deferred_drops.append(table)
+            # The drop is carried out after the block commits: a transaction that fails after
+            # it (a later statement of an SQLTransaction) must take it back, or the table it
+            # leaves in state would lose its rows on MariaDB only.
+            drops = self.deferred_drops
+            self.state.on_undo(lambda: drops.remove(table))
         else:
             table.drop(self.conn)
         self.state.reset_table_digest(meta.name_in_db, drop=True)

@@ -1,0 +1,66 @@
+"""Execution semantics a user relies on, on every backend: an SQLTransaction is all or nothing
+whatever it touched, and tables stay apart whatever a transaction does to their names."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from tablechain.ledger.errors import TableNotFound
+
+FIELDS = [{"field": "id", "type": "int", "PK": 1}, {"field": "v", "type": "varchar", "length": 20}]
+
+
+def _tables(name: str) -> list[dict[str, Any]]:
+    return [{"Table": {"TableName": name}}]
+
+
+def _sql_transaction(h, who, *statements: dict[str, Any]):  # type: ignore[no-untyped-def]
+    return h.run(who, {"TransactionType": "SQLTransaction", "Statements": list(statements)})
+
+
+def test_a_failed_transaction_that_dropped_a_table_leaves_its_rows(harness):
+    # MariaDB drops tables only after the block commits (DDL would commit the block): a drop
+    # taken back by its failing transaction must not be carried out then.
+    h = harness
+    a = h.account()
+    assert h.create(a, "t", FIELDS).success
+    assert h.statement(a, 6, a, "t", [{"id": 1, "v": "kept"}]).success
+    r = _sql_transaction(
+        h,
+        a,
+        {"TransactionType": "TableListSet", "OpType": 2, "Tables": _tables("t")},
+        {"TransactionType": "SQLStatement", "OpType": 10, "Tables": _tables("nope"),
+         "Raw": [{"id": 1}]},
+    )
+    assert r.result == "tefTABLE_NOTEXIST"
+    h.block()  # past the commit of the block that carried the failed drop
+    assert h.read(a, a, "t", [[]]) == [{"id": 1, "v": "kept"}]
+    assert h.statement(a, 6, a, "t", [{"id": 2, "v": "more"}]).success
+
+
+def test_a_transaction_creates_a_table_name_at_most_once(harness):
+    # A table's physical name derives from its owner, name and transaction hash: a second
+    # create of the name in one transaction (after renaming or dropping the first) would share
+    # the first one's physical table. It is refused alike on every backend, changing nothing.
+    h = harness
+    a = h.account()
+    create = {"TransactionType": "TableListSet", "OpType": 1, "Tables": _tables("t"),
+              "Raw": FIELDS}
+    rename = {"TransactionType": "TableListSet", "OpType": 3,
+              "Tables": [{"Table": {"TableName": "t", "TableNewName": "u"}}]}
+    drop = {"TransactionType": "TableListSet", "OpType": 2, "Tables": _tables("t")}
+    insert = {"TransactionType": "SQLStatement", "OpType": 6, "Tables": _tables("t"),
+              "Raw": [{"id": 1, "v": "a"}]}
+    for middle in (rename, drop):
+        r = _sql_transaction(h, a, create, insert, middle, create, insert)
+        assert (r.result, r.message) == (
+            "temMALFORMED", "an SQLTransaction creates table 't' at most once"
+        )
+        for name in ("t", "u"):
+            with pytest.raises(TableNotFound):
+                h.ledger.table_info(a.address, name)
+    # Creating it once (and renaming it) in one transaction still works.
+    assert _sql_transaction(h, a, create, insert, rename).success
+    assert h.read(a, a, "u", [[]]) == [{"id": 1, "v": "a"}]
