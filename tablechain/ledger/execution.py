@@ -188,9 +188,13 @@ def _apply_one(
     except Exception as exc:  # a failing transaction must never take the node down
         if batched and isinstance(exc, sa.exc.SQLAlchemyError):
             raise
-        code = getattr(exc, "code", None)
-        if isinstance(code, str):
-            result, message = code, getattr(exc, "message", str(exc))
+        if isinstance(exc, TablechainError):
+            result, message = exc.code, exc.message
+        elif isinstance(exc, sa.exc.SQLAlchemyError):
+            # SQLAlchemy's own error codes and the driver's words differ between backends:
+            # a receipt must not (it is hashed into the block).
+            log.exception("transaction %s: the database refused a statement", tx.hash_hex)
+            result, message = "tefEXCEPTION", "the database refused a statement"
         else:
             log.exception("transaction %s raised unexpectedly", tx.hash_hex)
             result, message = "tefEXCEPTION", f"internal error: {type(exc).__name__}"

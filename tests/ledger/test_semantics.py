@@ -64,3 +64,24 @@ def test_a_transaction_creates_a_table_name_at_most_once(harness):
     # Creating it once (and renaming it) in one transaction still works.
     assert _sql_transaction(h, a, create, insert, rename).success
     assert h.read(a, a, "u", [[]]) == [{"id": 1, "v": "a"}]
+
+
+def test_a_statement_the_database_refuses_gets_the_same_receipt_everywhere(harness, monkeypatch):  # type: ignore[no-untyped-def]
+    """SQLAlchemy's error codes and the driver's words differ between backends; a receipt is
+    hashed into the block, so such a failure is recorded as tefEXCEPTION with fixed words."""
+    import sqlalchemy as sa
+
+    from tablechain.ledger.tables import TableEngine
+
+    h = harness
+    a = h.account()
+    assert h.create(a, "t", [{"field": "id", "type": "int", "PK": 1}]).success
+    assert h.statement(a, 6, a, "t", [{"id": 1}]).success
+
+    def refuse(*args, **kwargs):  # type: ignore[no-untyped-def]
+        raise sa.exc.OperationalError("UPDATE ...", {}, Exception("driver words, backend 42"))
+
+    monkeypatch.setattr(TableEngine, "update_rows", refuse)
+    receipt = h.statement(a, 8, a, "t", [{"id": 2}, {"id": 1}])
+    assert (receipt.result, receipt.message) == ("tefEXCEPTION",
+                                                 "the database refused a statement")
