@@ -43,6 +43,16 @@ _DIV_BITS = 24  # relative precision of div_public's factor
 _MAX_DIVISOR = 1 << 61  # div_public truncates by bit_length(d) - 1 < 61 bits
 
 
+def _iterations(value: int | None) -> int | None:
+    """A Newton iteration count given by the caller: None for the default, else at least 1
+    (0 used to mean the default and a negative count ran no iteration at all)."""
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
+        raise ShapeMismatch(f"iterations must be a positive integer or None, got {value!r}")
+    return int(value)
+
+
 def _u64(value: int) -> np.uint64:
     return np.uint64(value % (1 << 64))
 
@@ -307,7 +317,8 @@ class SecretSharing(ABC):
 
     # ------------------------------------------------------------------ helpers
     def _check_party(self, party: int) -> int:
-        if not isinstance(party, (int, np.integer)) or not 0 <= int(party) < self.n_parties:
+        if (isinstance(party, bool) or not isinstance(party, (int, np.integer))
+                or not 0 <= int(party) < self.n_parties):
             raise PartyError(f"party {party!r} is not one of the {self.n_parties} parties")
         return int(party)
 
@@ -618,6 +629,10 @@ class SecretSharing(ABC):
     def max(self, x: SharedTensor, axis: int = 0) -> SharedTensor:
         """Maximum along ``axis`` by a tree of pairwise maxima (log2 n comparison layers)."""
         x = self._own(x)
+        if isinstance(axis, bool) or not isinstance(axis, (int, np.integer)) or not (
+            -x.ndim <= int(axis) < x.ndim
+        ):
+            raise ShapeMismatch(f"axis {axis!r} is not an axis of a {x.ndim}-d tensor")
         if x.ndim == 0 or x.shape[axis] == 0:
             raise ShapeMismatch("max of an empty or 0-d tensor")
         cur = x._map(lambda p: np.moveaxis(p, axis, 0))
@@ -652,7 +667,8 @@ class SecretSharing(ABC):
         """1/x for ``lower <= x <= upper`` by Newton's iteration y <- y(2 - xy) from 1/upper."""
         x = self._lift(self._own(x), self.fixed.frac_bits)
         self._check_range(lower, upper, 1.0 / upper)
-        steps = iterations or self._newton_steps(upper / lower, self.fixed.frac_bits, 2.0)
+        steps = _iterations(iterations) or self._newton_steps(upper / lower,
+                                                               self.fixed.frac_bits, 2.0)
         y = self.public(np.full(x.shape, 1.0 / upper))
         for _ in range(steps):
             y = self.mul(y, self.sub(2.0, self.mul(x, y)))
@@ -666,7 +682,7 @@ class SecretSharing(ABC):
         """1/sqrt(x) for ``lower <= x <= upper``: y <- y(3 - x y^2)/2 from 1/sqrt(upper)."""
         x = self._lift(self._own(x), self.fixed.frac_bits)
         self._check_range(lower, upper, 1.0 / math.sqrt(upper))
-        steps = iterations or self._newton_steps(
+        steps = _iterations(iterations) or self._newton_steps(
             math.sqrt(upper / lower), self.fixed.frac_bits, 1.5
         )
         y = self.public(np.full(x.shape, 1.0 / math.sqrt(upper)))

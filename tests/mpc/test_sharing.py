@@ -293,3 +293,23 @@ def test_div_public_by_large_divisors(mode: str) -> None:
         proto.div_public(x, 2**61)
     with pytest.raises(ShapeMismatch):
         proto.div_public(x, True)
+
+
+def test_loose_arguments_are_refused_with_the_librarys_errors(mode: str) -> None:
+    """Iteration counts below 1 (0 meant the default, -1 ran no iteration and returned the
+    start value as if it were 1/x), axes that are not axes, and True as a party id."""
+    proto = make(mode)
+    x = proto.share(np.array([[2.0, 4.0], [8.0, 1.0]]), owner=0)
+    for bad in (0, -1, True, 2.5):
+        with pytest.raises(ShapeMismatch):
+            proto.reciprocal(x, iterations=bad)  # type: ignore[arg-type]
+        with pytest.raises(ShapeMismatch):
+            proto.inv_sqrt(x, iterations=bad)  # type: ignore[arg-type]
+    got = proto.reveal(proto.reciprocal(x, iterations=30)).value
+    assert np.allclose(got, [[0.5, 0.25], [0.125, 1.0]], atol=1e-3)
+    for axis in (5, -3, True):
+        with pytest.raises(ShapeMismatch):
+            proto.max(x, axis=axis)  # type: ignore[arg-type]
+    assert np.allclose(proto.reveal(proto.max(x, axis=-1)).value, [4.0, 8.0])
+    with pytest.raises(PartyError):
+        proto.reveal(x, to=[True])  # type: ignore[list-item]
