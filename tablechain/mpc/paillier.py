@@ -624,15 +624,20 @@ def secure_aggregate(
     own input in the clear. Round 4 (only if ``reveal_to``): the key holder sends the sum.
     """
     n_parties = network.n_parties
-    if not (0 <= key_holder < n_parties and 0 <= combiner < n_parties):
+
+    def is_party(p: Any) -> bool:
+        return (not isinstance(p, bool) and isinstance(p, (int, np.integer))
+                and 0 <= int(p) < n_parties)
+
+    if not (is_party(key_holder) and is_party(combiner)):
         raise ProtocolInputError("key_holder and combiner must be parties of the network")
     if key_holder == combiner:
         raise ProtocolInputError("the combiner must not hold the key")
-    if not inputs:
+    if not isinstance(inputs, Mapping) or not inputs:
         raise ProtocolInputError("nothing to aggregate")
     for party in list(inputs) + list(reveal_to):
-        if not 0 <= party < n_parties:
-            raise ProtocolInputError(f"party {party} is not in the network")
+        if not is_party(party):
+            raise ProtocolInputError(f"party {party!r} is not in the network")
     public_key = private_key.public_key
     layout = layout or packing_layout(public_key)
     layout.check_key(public_key)

@@ -327,6 +327,14 @@ def test_secure_aggregation_refuses_bad_setups(keys):
         secure_aggregate(net, {0: [1], 2: [1], 3: [1]}, priv, key_holder=1, combiner=2, layout=tiny)
     with pytest.raises(PlaintextOutOfRange):
         secure_aggregate(net, {0: [1e30]}, priv, key_holder=1, combiner=2)
+    # Party ids that are not ints (a string raised TypeError; True passed as party 1).
+    for bad in ({"0": [1.0]}, {True: [1.0]}):
+        with pytest.raises(ProtocolInputError):
+            secure_aggregate(net, bad, priv, key_holder=1, combiner=2)
+    with pytest.raises(ProtocolInputError):
+        secure_aggregate(net, {0: [1.0]}, priv, key_holder="1", combiner=2)  # type: ignore[arg-type]
+    with pytest.raises(ProtocolInputError):
+        secure_aggregate(net, {0: [1.0]}, priv, key_holder=1, combiner=2, reveal_to=["0"])  # type: ignore[list-item]
     assert net.traffic.rounds == 0 and net.traffic.total_bytes == 0  # nothing was sent
 
 
