@@ -76,6 +76,23 @@ def _integer(answer: Mapping[str, Any], field: str, what: str) -> int:
     return value
 
 
+
+def _sealed_fields(key: bytes, info: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """A confidential table's field definitions, opened from its ``table_info``."""
+    from tablechain.crypto import parse_json
+    from tablechain.crypto.envelope import open_sealed
+
+    sealed = _object(info, "table_info", "sealed")["sealed"]
+    try:
+        fields = parse_json(open_sealed(key, bytes.fromhex(sealed)))
+    except (TablechainError, TypeError, ValueError) as exc:
+        raise ClientError(f"the sealed field definitions do not open: "
+                          f"{getattr(exc, 'message', exc)}", "clientTransport") from None
+    if not isinstance(fields, list):
+        raise ClientError("the sealed field definitions are not a list", "clientTransport")
+    return fields
+
+
 def _canonical(value: Any) -> bytes:
     """``value``'s canonical JSON; what has none (a float, NaN, a non-string key) is refused
     with a ``ClientError`` before anything is sent."""
@@ -565,6 +582,10 @@ class Client:
 
     def confidential_key(self, owner: str, name: str) -> bytes:
         """The table key of a confidential table, unwrapped from this account's Token."""
+        return self._opened(owner, name)[0]
+
+    def _opened(self, owner: str, name: str) -> tuple[bytes, dict[str, Any]]:
+        """The table key and the ``table_info`` it came from (one read, one Token check)."""
         from tablechain.crypto.envelope import unwrap_key
 
         info = self.table_info(owner, name)
@@ -584,7 +605,7 @@ class Client:
                               "tefBAD_AUTH_NO")
         self._check_token(owner, str(token), token_tx)
         try:
-            return unwrap_key(bytes.fromhex(token), self._key())
+            return unwrap_key(bytes.fromhex(token), self._key()), info
         except (TablechainError, ValueError) as exc:
             raise ClientError(getattr(exc, "message", "the Token is not hex"),
                               getattr(exc, "code", "proofInvalid")) from None
@@ -620,19 +641,7 @@ class Client:
 
     def confidential_fields(self, owner: str, name: str) -> list[dict[str, Any]]:
         """The field definitions of a confidential table, opened with this account's key."""
-        from tablechain.crypto import parse_json
-        from tablechain.crypto.envelope import open_sealed
-
-        key = self.confidential_key(owner, name)
-        sealed = _object(self.table_info(owner, name), "table_info", "sealed")["sealed"]
-        try:
-            fields = parse_json(open_sealed(key, bytes.fromhex(sealed)))
-        except (TablechainError, TypeError, ValueError) as exc:
-            raise ClientError(f"the sealed field definitions do not open: "
-                              f"{getattr(exc, 'message', exc)}", "clientTransport") from None
-        if not isinstance(fields, list):
-            raise ClientError("the sealed field definitions are not a list", "clientTransport")
-        return fields
+        return _sealed_fields(*self._opened(owner, name))
 
     def _public_key(self, public_key: Any) -> Any:
         """A ``PublicKey``, or one from its hex (the scheme told by the chain's suite)."""
@@ -696,7 +705,8 @@ class Client:
         from tablechain.ledger.schema import coerce_value, parse_fields
 
         owner = owner or self.address
-        fields = {f.name: f for f in parse_fields(self.confidential_fields(owner, name))}
+        key, info = self._opened(owner, name)
+        fields = {f.name: f for f in parse_fields(_sealed_fields(key, info))}
         clean: list[dict[str, Any]] = []
         for row in rows:
             unknown = sorted(set(row) - set(fields))
@@ -708,7 +718,7 @@ class Client:
                 raise ClientError(exc.message, exc.code) from None
         if not clean:
             raise ClientError("an insert holds at least one row", "temBAD_FIELD")
-        sealed = seal(self.confidential_key(owner, name), canonical_json(clean)).hex()
+        sealed = seal(key, canonical_json(clean)).hex()
         statement = {"TransactionType": "SQLStatement", "OpType": 6, "Tables": _table(name),
                      "Owner": owner, "Raw": sealed}
         return self._one(statement, strict, wait)
