@@ -29,13 +29,12 @@ from sqlalchemy.engine import Connection
 
 from tablechain.crypto import parse_json
 from tablechain.errors import TablechainError
-from tablechain.ledger.blocks import BlockHeader, Receipt
+from tablechain.ledger.blocks import BlockHeader, Receipt, receipts_root, tx_root
 from tablechain.ledger.digest import LtHash
-from tablechain.ledger.merkle import merkle_root
-from tablechain.ledger.proofs import certified_chain
+from tablechain.ledger.proofs import certified_chain, check_certificate
 from tablechain.ledger.state import STATE_LTHASH_KEY, StateOverlay
 from tablechain.ledger.tables import ROWID, TableEngine, TableMeta, json_value
-from tablechain.ledger.transactions import parse_transaction
+from tablechain.ledger.transactions import SignedTransaction, parse_transaction
 
 __all__ = ["Problem", "IntegrityReport", "verify_ledger"]
 
@@ -231,8 +230,8 @@ def _check_blocks(conn: Connection, ledger: Any, top: int, signatures: bool,
         previous_hash = own_hash
         report.blocks += 1
         report.transactions += len(records)
-        tx_hashes: list[bytes] = []
-        receipts: list[bytes] = []
+        parsed: list[SignedTransaction] = []
+        receipts: list[Receipt] = []
         for tx_hash, tx_text, receipt_text in records:
             try:
                 tx = parse_transaction(parse_json(tx_text), suite, ledger.genesis.network_id,
@@ -246,14 +245,14 @@ def _check_blocks(conn: Connection, ledger: Any, top: int, signatures: bool,
             if tx.hash_hex != tx_hash:
                 problems.append(Problem("transaction", tx_hash,
                                         f"in block {height}: its bytes hash to {tx.hash_hex}"))
-            tx_hashes.append(tx.hash)
-            receipts.append(receipt.encoded())
-        if merkle_root(tx_hashes, suite.hash).hex() != header.tx_root:
+            parsed.append(tx)
+            receipts.append(receipt)
+        if tx_root(parsed, suite) != header.tx_root:
             problems.append(Problem("block", where, "its transactions do not hash to tx_root"))
-        if merkle_root(receipts, suite.hash).hex() != header.receipts_root:
+        if receipts_root(receipts, suite) != header.receipts_root:
             problems.append(Problem("block", where, "its receipts do not hash to receipts_root"))
         if certificate is not None:
-            reason = verify_qc(height, own_hash, header.state_root, certificate)
+            reason = verify_qc(header, certificate)
             if reason is not None:
                 problems.append(Problem("certificate", where, reason))
         elif certified and height > 0:
@@ -285,27 +284,20 @@ def _block_pages(conn: Connection, blocks: sa.Table, txs: sa.Table, head: int
 
 
 def _qc_checker(ledger: Any) -> Any:
-    """A check of stored quorum certificates against genesis' validators (built on the first
-    certificate: a single development node's blocks carry none)."""
-    from tablechain.ledger.consensus.errors import InvalidQuorumCertificate
-    from tablechain.ledger.consensus.messages import QuorumCertificate, verify_qc
+    """A check of stored quorum certificates against genesis' validators (``check_certificate``,
+    as proofs and followers use; the set is built on the first certificate: a single
+    development node's blocks carry none)."""
     from tablechain.ledger.validator import validator_set_from_genesis
 
     validators: list[Any] = []
 
-    def check(height: int, block_hash: str, state_root: str, certificate: str) -> str | None:
+    def check(header: BlockHeader, certificate: str) -> str | None:
         try:
             if not validators:
                 validators.append(validator_set_from_genesis(ledger.genesis))
-            stored = parse_json(certificate)
-            qc = QuorumCertificate.from_bytes(bytes.fromhex(stored["qc"]))
-            verify_qc(qc, validators[0])
-        except (InvalidQuorumCertificate, TablechainError, KeyError, TypeError,
-                ValueError) as exc:
-            return f"its quorum certificate does not verify ({getattr(exc, 'message', exc)})"
-        if qc.height != height or qc.block_hash.hex() != block_hash or \
-                qc.state_root.hex() != state_root:
-            return "its quorum certificate is for another block"
+            check_certificate(parse_json(certificate), header, ledger.genesis, validators[0])
+        except TablechainError as exc:
+            return exc.message
         return None
 
     return check
