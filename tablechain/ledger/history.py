@@ -37,7 +37,6 @@ from tablechain.ledger.transactions import (
     SQLTransaction,
     Statement,
     TableListSet,
-    parse_transaction,
 )
 
 __all__ = ["TableEvent", "table_log", "dump_table", "audit_table"]
@@ -101,8 +100,7 @@ def _committed(ledger: Any, start: int = 1) -> Iterator[tuple[BlockHeader, list[
     """Committed blocks from ``start``: the header, and each transaction with its receipt."""
     for height in range(start, ledger.height + 1):
         block = ledger.block(height)
-        txs = [parse_transaction(t, ledger.suite, ledger.genesis.network_id, verify=False)
-               for t in block["transactions"]]
+        txs = [ledger.parse_stored(t) for t in block["transactions"]]
         yield (BlockHeader.from_json(block["header"]),
                list(zip(txs, block["receipts"], strict=True)))
 
