@@ -16,7 +16,6 @@ transactions, so a transaction submitted to any validator reaches the proposer; 
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import heapq
 import logging
 import os
@@ -68,7 +67,11 @@ from tablechain.ledger.consensus import (
 )
 from tablechain.ledger.consensus.bft import serve_block_request
 from tablechain.ledger.consensus.errors import MalformedMessage
-from tablechain.ledger.consensus.messages import check_message_shape, verify_signature
+from tablechain.ledger.consensus.messages import (
+    block_digest,
+    check_message_shape,
+    verify_signature,
+)
 from tablechain.ledger.errors import InvalidTransaction, LedgerError
 from tablechain.ledger.execution import AdmissionHook, ExecutorRegistry
 from tablechain.ledger.node import Node, NodeConfig
@@ -270,7 +273,7 @@ class LedgerApplication:
         for tx in txs:
             self._remember_verified(tx.hash)
         result = ExecutionResult(block_hash, bytes.fromhex(pending.header.state_root))
-        self._remember_result(hashlib.sha256(data).digest(), result)
+        self._remember_result(block_digest(data), result)
         return ProposedBlock(data, block_hash)
 
     def _remember_verified(self, tx_hash: bytes) -> None:
@@ -362,7 +365,7 @@ class LedgerApplication:
         try:
             decoded = decode_block(block)
             block_hash = bytes.fromhex(decoded[0].hash(self.ledger.suite))
-            digest = hashlib.sha256(block).digest()
+            digest = block_digest(block)
             if digest in self._results and (
                 self._pending is None or self._pending[0] != block_hash
             ):
