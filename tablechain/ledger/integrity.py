@@ -199,7 +199,6 @@ def _check_blocks(conn: Connection, ledger: Any, top: int, signatures: bool,
                   report: IntegrityReport, problems: list[Problem]) -> None:
     suite = ledger.suite
     blocks, txs = ledger.t.blocks, ledger.t.txs
-    verify_qc = _qc_checker(ledger)
     # On a chain of validators every committed block is stored with its certificate: one
     # without is exactly what a database rebuilt with forged blocks would look like.
     certified = certified_chain(ledger.genesis)
@@ -252,9 +251,10 @@ def _check_blocks(conn: Connection, ledger: Any, top: int, signatures: bool,
         if receipts_root(receipts, suite) != header.receipts_root:
             problems.append(Problem("block", where, "its receipts do not hash to receipts_root"))
         if certificate is not None:
-            reason = verify_qc(header, certificate)
-            if reason is not None:
-                problems.append(Problem("certificate", where, reason))
+            try:
+                check_certificate(parse_json(certificate), header, ledger.genesis)
+            except TablechainError as exc:
+                problems.append(Problem("certificate", where, exc.message))
         elif certified and height > 0:
             problems.append(Problem("certificate", where, "it carries no quorum certificate "
                                     "(every block of a chain of validators is stored with one)"))
@@ -281,26 +281,6 @@ def _block_pages(conn: Connection, blocks: sa.Table, txs: sa.Table, head: int
             .where(blocks.c.height.between(start, end)).order_by(blocks.c.height)
         ).all():
             yield row.height, row.hash, row.header, row.certificate, by_height.get(row.height, [])
-
-
-def _qc_checker(ledger: Any) -> Any:
-    """A check of stored quorum certificates against genesis' validators (``check_certificate``,
-    as proofs and followers use; the set is built on the first certificate: a single
-    development node's blocks carry none)."""
-    from tablechain.ledger.validator import validator_set_from_genesis
-
-    validators: list[Any] = []
-
-    def check(header: BlockHeader, certificate: str) -> str | None:
-        try:
-            if not validators:
-                validators.append(validator_set_from_genesis(ledger.genesis))
-            check_certificate(parse_json(certificate), header, ledger.genesis, validators[0])
-        except TablechainError as exc:
-            return exc.message
-        return None
-
-    return check
 
 
 def verify_ledger(ledger: Any, *, blocks: bool = True, signatures: bool = False

@@ -166,16 +166,31 @@ def certified_chain(genesis: Genesis) -> bool:
     return _bft(genesis.validators)
 
 
-def check_certificate(certificate: Any, header: BlockHeader, genesis: Genesis,
-                      validators: Any = None) -> None:
-    """``ProofError`` unless ``certificate`` (as stored with a block) is a quorum of genesis'
-    validators signing exactly ``header``. ``validators``: the set, if already built."""
-    from tablechain.ledger.consensus.messages import QuorumCertificate, verify_qc
+_VALIDATOR_SETS: dict[str, Any] = {}  # genesis hash -> its validator set (built once)
+
+
+def _validator_set(genesis: Genesis) -> Any:
+    """Genesis' validator set, built once per chain: building it checks every validator's
+    certificate chain, far more than one certificate check costs."""
     from tablechain.ledger.validator import validator_set_from_genesis
+
+    key = genesis.hash()
+    found = _VALIDATOR_SETS.get(key)
+    if found is None:
+        if len(_VALIDATOR_SETS) >= 16:
+            _VALIDATOR_SETS.clear()
+        found = _VALIDATOR_SETS[key] = validator_set_from_genesis(genesis)
+    return found
+
+
+def check_certificate(certificate: Any, header: BlockHeader, genesis: Genesis) -> None:
+    """``ProofError`` unless ``certificate`` (as stored with a block) is a quorum of genesis'
+    validators signing exactly ``header``."""
+    from tablechain.ledger.consensus.messages import QuorumCertificate, verify_qc
 
     try:
         qc = QuorumCertificate.from_bytes(bytes.fromhex(certificate["qc"]))
-        verify_qc(qc, validators or validator_set_from_genesis(genesis))
+        verify_qc(qc, _validator_set(genesis))
     except (TablechainError, KeyError, TypeError, ValueError) as exc:
         raise ProofError(
             f"the block's certificate does not verify: {getattr(exc, 'message', exc)}"
