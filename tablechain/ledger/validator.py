@@ -559,8 +559,17 @@ class ValidatorNode(Node):
 
     def _perform(self, outputs: list[Any]) -> None:
         for out in outputs:
+            if self.halted is not None:
+                return  # nothing more leaves a halted validator
             if isinstance(out, Persist):
-                self._signer.save(out.state)
+                try:
+                    self._signer.save(out.state)
+                except OSError as exc:
+                    # What it records is signed already: sent later (a stalled validator
+                    # re-sends its votes) and the record lost in a restart, another could be
+                    # signed for the same height, round and step. Stop here instead.
+                    self.halted = f"cannot write the signer record {self._signer.path}: {exc}"
+                    log.critical("%s; consensus halted on %s", self.halted, self.validator_id)
             elif isinstance(out, Broadcast):
                 self.transport.broadcast(self.validator_id, out.message)
             elif isinstance(out, SendTo):

@@ -17,6 +17,7 @@ from tablechain.ledger.consensus import ConsensusConfig, MessageReceived, SendTo
 from tablechain.ledger.consensus.events import TIMER_CATCHUP, Timer
 from tablechain.ledger.consensus.messages import (
     PRECOMMIT,
+    PREVOTE,
     BlockRequest,
     BlockResponse,
     CommittedBlock,
@@ -209,3 +210,75 @@ def test_block_requests_never_reach_the_consensus_thread(chain) -> None:  # type
     assert victim._queued_messages == 0  # nothing for the consensus thread
     assert victim._requests.qsize() == MAX_QUEUED_REQUESTS
     assert victim.dropped_requests == 500 - MAX_QUEUED_REQUESTS
+
+
+class Recorder:
+    """A transport that keeps what a validator sends."""
+
+    def __init__(self) -> None:
+        self.sent: list = []
+
+    def broadcast(self, sender: str, message) -> None:  # type: ignore[no-untyped-def]
+        self.sent.append(message)
+
+    def send(self, sender: str, receiver: str, message) -> None:  # type: ignore[no-untyped-def]
+        self.sent.append(message)
+
+    def gossip(self, sender: str, data: bytes, count: int) -> None:
+        pass
+
+
+def turn(node: ValidatorNode, event) -> None:  # type: ignore[no-untyped-def]
+    """One turn of the consensus loop (``ValidatorNode._run``): a step that raises is logged
+    and the loop goes on with the next event."""
+    try:
+        node._perform(node.machine.step(event))
+    except Exception:  # noqa: S110 - as the loop does (it logs)
+        pass
+
+
+def test_a_signer_record_that_cannot_be_written_halts_the_validator_before_any_vote_leaves(
+        chain, monkeypatch: pytest.MonkeyPatch) -> None:  # type: ignore[no-untyped-def]
+    """A full disk (or an unwritable directory) fails the write of the signer record. The vote
+    it records was already signed: were it sent later (the stalled validator re-sends its votes)
+    and the validator restarted from its older record, it would sign another vote for the same
+    height, round and step. A validator that cannot persist stops voting instead."""
+    import errno
+    import os
+
+    from tablechain.ledger.consensus import Start
+    from tablechain.ledger.consensus.events import TIMER_PROPOSE, TIMER_REBROADCAST
+    from tablechain.ledger.consensus.messages import Vote, sign_proposal
+
+    _, _, real, _, _ = _proposed(chain, 1)
+    cid = chain.genesis.hash()
+    signed = sign_proposal(chain.keys[1], cid, "v1", 1, 0, real.block_hash, real.block, -1)
+    record = chain.tmp / "v3.signer"
+    wire = Recorder()
+
+    def validator() -> ValidatorNode:
+        node = ValidatorNode(f"sqlite:///{chain.tmp / 'v3'}.db", chain.genesis, chain.keys[3],
+                             "v3", wire, NodeConfig(), ConsensusConfig(), record)
+        chain.nodes.append(node)
+        return node
+
+    node = validator()
+    turn(node, Start())
+
+    def disk_full(src, dst) -> None:  # type: ignore[no-untyped-def]
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(os, "replace", disk_full)
+    turn(node, MessageReceived(signed))  # prevotes the block: the record cannot be written
+    assert node.halted is not None and "signer" in node.halted
+    for _ in range(3):  # stalled: the loop would re-send its votes
+        turn(node, TimerFired(Timer(TIMER_REBROADCAST, 1, 0)))
+    monkeypatch.undo()
+
+    node.stop()  # a crash: the restarted validator has the record as it was on disk
+    again = validator()
+    turn(again, Start())
+    turn(again, TimerFired(Timer(TIMER_PROPOSE, 1, 0)))  # the proposal never came: nil
+    prevotes = {(m.round, m.block_hash) for m in wire.sent
+                if isinstance(m, Vote) and m.kind == PREVOTE and m.validator == "v3"}
+    assert prevotes == {(0, None)}
