@@ -512,20 +512,32 @@ def rebuild(
     """Replay ``source``'s chain into a fresh database up to ``to_height`` (the head if None).
 
     Every block is re-executed and must reproduce its stored header (state root included):
-    ChainSQL's recreate and restore to a point in time.
+    ChainSQL's recreate and restore to a point in time. A target left by an interrupted rebuild
+    (the first blocks of this chain, each committed whole) is carried on from its head.
     """
     end = source.height if to_height is None else to_height
     if not 0 <= end <= source.height:
         raise NotFound(f"height {end} is outside 0..{source.height}", "lgrNotFound")
     target = Ledger(target_url, source.genesis, source.registry, source.admission)
-    if target.height != 0:
-        raise ChainMismatch("the rebuild target must be an empty database")
-    for header, txs, cert in source.blocks_from(1, end):
-        parsed = [
-            parse_transaction(tx, source.suite, source.genesis.network_id, verify=verify_signatures)
-            for tx in txs
-        ]
-        target.apply_block(header, parsed, cert)
+    start = target.height
+    if start > end or (start and target.head.hash(source.suite) != source.block(start)["hash"]):
+        target.close()
+        raise ChainMismatch(
+            "the rebuild target must be an empty database or an interrupted rebuild of this "
+            f"chain below height {end}"
+        )
+    try:
+        for header, txs, cert in source.blocks_from(start + 1, end):
+            parsed = [
+                parse_transaction(
+                    tx, source.suite, source.genesis.network_id, verify=verify_signatures
+                )
+                for tx in txs
+            ]
+            target.apply_block(header, parsed, cert)
+    except BaseException:
+        target.close()
+        raise
     return target
 
 

@@ -269,13 +269,18 @@ def node_rebuild(
 
     settings = load_settings(datadir)
     source = open_ledger(settings)
+    finished: tuple[Path, Path] | None = None  # (built, final) of the default target
     try:
         end = source.height if height is None else height
         if out_url is None:
             target_file = settings.datadir / f"rebuild-{end}.db"
             if target_file.exists():
                 raise ConfigError(f"{target_file} already exists; pass --out or remove it")
-            out_url = f"sqlite:///{target_file}"
+            # Built under another name and renamed once complete: an interrupted rebuild leaves
+            # no file that looks like a finished one, and a new run carries it on.
+            partial = target_file.with_name(target_file.name + ".partial")
+            finished = (partial, target_file)
+            out_url = f"sqlite:///{partial}"
         with database_errors(out_url):  # a target that cannot be opened: a clear error
             probe = create_ledger_engine(out_url)
             try:
@@ -290,9 +295,28 @@ def node_rebuild(
                     "matches_chain": source.block(end)["hash"] == head.hash(target.suite)}
         finally:
             target.close()
+        if finished is not None:
+            built, final = finished
+            _single_file(built)
+            built.replace(final)
+            info["database"] = f"sqlite:///{final}"
     finally:
         source.close()
     _show(info, "rebuilt", as_json)
+
+
+def _single_file(path: Path) -> None:
+    """Fold a closed SQLite database's write-ahead log back into its file (and drop the log), so
+    that the file alone holds the database and can be renamed."""
+    import sqlite3
+
+    db = sqlite3.connect(path)
+    try:
+        (mode,) = db.execute("PRAGMA journal_mode=DELETE").fetchone()
+    finally:
+        db.close()
+    if mode != "delete":  # another process holds it open
+        raise ConfigError(f"cannot finish {path}: the database is in use")
 
 
 @node_app.command("verify")

@@ -243,6 +243,36 @@ def test_node_rebuild_to_a_height(tmp_path: Path) -> None:
     assert "txnNotFound" in result.stderr or "outside" in result.stderr
 
 
+def test_node_rebuild_interrupted_then_run_again(tmp_path: Path,
+                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    """A rebuild killed midway leaves no ``rebuild-<height>.db`` that looks finished; run again,
+    it completes (from where it stopped) and matches the chain."""
+    with _served_table(tmp_path, [json.dumps([{"id": i, "name": str(i)}]) for i in range(3)]
+                       ) as (datadir, settings):
+        pass
+    real_apply = Ledger.apply_block
+
+    def killed(self, header, txs, certificate=None):  # type: ignore[no-untyped-def]
+        if header.height == 3:
+            raise KeyboardInterrupt
+        return real_apply(self, header, txs, certificate)
+
+    monkeypatch.setattr(Ledger, "apply_block", killed)
+    result = runner.invoke(app, ["node", "rebuild", str(datadir), "--height", "4"])
+    assert result.exit_code == 130  # Ctrl-C at block 3
+    monkeypatch.undo()
+    assert not (settings.datadir / "rebuild-4.db").exists()
+    again = run_json("node", "rebuild", str(datadir), "--height", "4")
+    assert again["height"] == 4 and again["matches_chain"] is True
+    assert again["database"] == f"sqlite:///{settings.datadir / 'rebuild-4.db'}"
+    assert sorted(p.name for p in settings.datadir.glob("rebuild-*")) == ["rebuild-4.db"]
+    rebuilt = Ledger(again["database"], load_genesis(settings))
+    try:
+        assert rebuilt.head.hash(rebuilt.suite) == again["ledger_hash"]
+    finally:
+        rebuilt.close()
+
+
 def test_node_verify_finds_an_edit_behind_the_chain(tmp_path: Path) -> None:
     import sqlite3
 

@@ -359,6 +359,44 @@ def test_rebuild_to_head_and_to_an_earlier_height(sqlite_harness, tmp_path):
     past.close()
 
 
+def test_an_interrupted_rebuild_resumes_when_run_again(sqlite_harness, tmp_path, monkeypatch):
+    """A rebuild killed midway leaves the blocks it committed (each atomically); run again on
+    the same target it carries on from there. A target holding any other history is refused."""
+    from tablechain.ledger.chain import ChainMismatch, Ledger
+    from tests.ledger.conftest import Harness
+
+    h = sqlite_harness
+    a = h.account()
+    assert h.create(a, "p", PEOPLE).success
+    for i in range(5):
+        assert h.statement(a, 6, a, "p", [{"id": i, "age": i}]).success
+    url = f"sqlite:///{tmp_path / 'restore.db'}"
+    real_apply = Ledger.apply_block
+
+    def killed_at_block_4(self, header, txs, certificate=None):  # type: ignore[no-untyped-def]
+        if header.height == 4:
+            raise KeyboardInterrupt
+        return real_apply(self, header, txs, certificate)
+
+    monkeypatch.setattr(Ledger, "apply_block", killed_at_block_4)
+    with pytest.raises(KeyboardInterrupt):
+        rebuild(h.ledger, url, to_height=5)
+    monkeypatch.undo()
+    again = rebuild(h.ledger, url, to_height=5)
+    assert again.height == 5
+    assert again.head.hash(again.suite) == h.ledger.block(5)["hash"]
+    assert len(again.read(a.address, "p", [[]], a.address)) == 4
+    again.close()
+    with pytest.raises(ChainMismatch):  # it holds more than asked for
+        rebuild(h.ledger, url, to_height=3)
+    other = Harness(f"sqlite:///{tmp_path / 'other.db'}")  # the same genesis, another history
+    b = other.account()
+    assert other.create(b, "q", PEOPLE).success
+    with pytest.raises(ChainMismatch):
+        rebuild(h.ledger, f"sqlite:///{tmp_path / 'other.db'}")
+    other.ledger.close()
+
+
 def test_national_suite_uses_sm2_and_sm3(tmp_path):
     from tests.ledger.conftest import Harness
 
