@@ -444,11 +444,20 @@ class ValidatorNode(Node):
         admission: AdmissionHook | None = None,
         clock: Callable[[], int] | None = None,
     ) -> None:
+        validators = validator_set_from_genesis(genesis)
+        me = validators.get(validator_id)
+        if me is None:
+            raise LedgerError(f"{validator_id!r} is not a validator of this chain")
+        if me.public_key != key.public_key:
+            # Another validator's key would sign as that validator, beside it and with a signer
+            # record of its own: two signers for one key.
+            owner = validators.find_key(key.public_key)
+            whose = ("no validator's key" if owner is None
+                     else f"the key of validator {owner.validator_id!r}")
+            raise LedgerError(f"the key given to validator {validator_id!r} is {whose}")
         super().__init__(db_url, genesis, key, config, registry, admission, clock)
         self.validator_id = validator_id
-        self.validators = validator_set_from_genesis(genesis)
-        if self.validators.get(validator_id) is None:
-            raise LedgerError(f"{validator_id!r} is not a validator of this chain")
+        self.validators = validators
         self.transport = transport
         self._signer = _SignerStore(None if signer_state_path is None else Path(signer_state_path))
         self.app = LedgerApplication(self, self._clock)

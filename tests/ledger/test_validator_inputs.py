@@ -282,3 +282,17 @@ def test_a_signer_record_that_cannot_be_written_halts_the_validator_before_any_v
     prevotes = {(m.round, m.block_hash) for m in wire.sent
                 if isinstance(m, Vote) and m.kind == PREVOTE and m.validator == "v3"}
     assert prevotes == {(0, None)}
+
+
+def test_a_key_of_another_validator_is_refused(chain) -> None:  # type: ignore[no-untyped-def]
+    """A data directory holding another validator's key (a key file copied or restored into the
+    wrong directory) would sign as that validator, beside it and with a signer record of its
+    own: two signers for one key. The validator refuses to start."""
+    from tablechain.ledger.errors import LedgerError
+
+    with pytest.raises(LedgerError, match="validator 'v1'"):
+        ValidatorNode(f"sqlite:///{chain.tmp / 'v2'}.db", chain.genesis, chain.keys[1], "v2",
+                      chain.hub, NodeConfig(), ConsensusConfig(), chain.tmp / "v2.signer")
+    with pytest.raises(LedgerError, match="no validator's key"):
+        ValidatorNode(f"sqlite:///{chain.tmp / 'v9'}.db", chain.genesis, generate_private_key(
+            "ed25519"), "v2", chain.hub, NodeConfig(), ConsensusConfig())
