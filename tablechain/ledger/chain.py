@@ -149,6 +149,9 @@ class PendingBlock:
             self.ledger._store_block(self._conn, self.block, certificate)
             self._txn.commit()
         except BaseException:
+            # A commit whose acknowledgement was lost (the connection dropped) may have landed:
+            # the head is read again from the database, as a restart would.
+            self.ledger._head = None
             self.abort()
             raise
         self.done = True

@@ -385,6 +385,8 @@ class LedgerApplication:
         return result
 
     def commit_block(self, height: int, block: bytes, qc: QuorumCertificate) -> None:
+        if height == self.ledger.height and self._is_head(block):
+            return  # committed by an earlier attempt whose acknowledgement was lost
         executed = self._execute(height, block)
         if executed is None:
             raise ChainMismatch(f"the decided block at height {height} does not execute here")
@@ -393,6 +395,13 @@ class LedgerApplication:
         self._results.clear()
         self.node.mempool.remove(list(committed.transactions))
         self.node.notify_committed(committed)
+
+    def _is_head(self, block: bytes) -> bool:
+        try:
+            header, _ = decode_block(block)
+        except ChainMismatch:
+            return False
+        return header.hash(self.ledger.suite) == self.ledger.head.hash(self.ledger.suite)
 
     def close(self) -> None:
         self._abort_pending()

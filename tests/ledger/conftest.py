@@ -90,3 +90,27 @@ def force_into_pool(pool, tx) -> None:  # type: ignore[no-untyped-def]
     with pool._lock:
         pool._add_locked(tx, {tx.account: tx.sequence - 1})
     pool.arrived.set()
+
+
+def lose_commit_acks(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Make every block commit land in the database and then raise, as when the connection
+    drops while the server acknowledges COMMIT (``monkeypatch.undo()`` ends it)."""
+    from tablechain.ledger.chain import PendingBlock
+
+    real_commit = PendingBlock.commit
+
+    def lost_ack(self: PendingBlock, certificate: Any = None) -> Any:
+        real_txn = self._txn
+
+        class Txn:
+            def commit(self) -> None:
+                real_txn.commit()
+                raise ConnectionResetError("server closed the connection unexpectedly")
+
+            def rollback(self) -> None:
+                pass  # nothing is left to roll back
+
+        self._txn = Txn()
+        return real_commit(self, certificate)
+
+    monkeypatch.setattr(PendingBlock, "commit", lost_ack)

@@ -11,7 +11,7 @@ from tablechain.errors import TablechainError
 from tablechain.ledger.chain import Genesis
 from tablechain.ledger.node import Node, NodeConfig
 from tablechain.ledger.transactions import MAX_TX_BYTES, sign_transaction
-from tests.ledger.conftest import force_into_pool
+from tests.ledger.conftest import force_into_pool, lose_commit_acks
 
 FIELDS = [{"field": "id", "type": "int", "PK": 1}, {"field": "name", "type": "varchar", "length": 32}]
 
@@ -403,3 +403,22 @@ def test_stored_values_reads_exactly_the_stored_keys(harness):
         assert stored_value(conn, kv.c.key, kv.c.value, "TEST/0002") is None  # exact keys
     expected = {r["key"]: r["value"] for r in rows if r["key"] in set(wanted)}
     assert found == expected and all(type(v) is bytes for v in found.values())
+
+
+def test_a_commit_that_reports_failure_after_landing_does_not_wedge_the_node(node, monkeypatch):
+    """A database connection lost while it acknowledges COMMIT raises, though the block may have
+    landed. The node re-reads its head then, as a restart would: it goes on from the block in
+    the database (not above the one it had, which failed every later block on its height)."""
+    key = generate_private_key()
+    node.submit(create(key))
+    lose_commit_acks(monkeypatch)
+    with pytest.raises(ConnectionResetError):
+        node.produce_block()
+    monkeypatch.undo()
+    node.submit(insert(key, 2, 1))
+    block = node.produce_block()
+    assert block is not None and block.header.height == 2
+    assert [t.sequence for t in block.transactions] == [2]
+    assert node.ledger.height == 2
+    assert len(node.ledger.read(address_to_text(key.address()), "t", [[]],
+                                address_to_text(key.address()))) == 1

@@ -296,3 +296,22 @@ def test_a_key_of_another_validator_is_refused(chain) -> None:  # type: ignore[n
     with pytest.raises(LedgerError, match="no validator's key"):
         ValidatorNode(f"sqlite:///{chain.tmp / 'v9'}.db", chain.genesis, generate_private_key(
             "ed25519"), "v2", chain.hub, NodeConfig(), ConsensusConfig())
+
+
+def test_a_decided_block_whose_commit_landed_unacknowledged_is_not_a_wedge(
+        chain, monkeypatch: pytest.MonkeyPatch) -> None:  # type: ignore[no-untyped-def]
+    """The commit of a decided block raised (the connection dropped as COMMIT was acknowledged)
+    though the block landed. The state machine tries the commit again: the block is found
+    committed, and the validator moves on instead of failing that commit at every step."""
+    from tests.ledger.conftest import lose_commit_acks
+
+    proposer, _, real, header, _ = _proposed(chain, 1)
+    qc = chain.certificate(1, real.block_hash, bytes.fromhex(header.state_root))
+    lose_commit_acks(monkeypatch)
+    with pytest.raises(ConnectionResetError):
+        proposer.app.commit_block(1, real.block, qc)
+    monkeypatch.undo()
+    proposer.app.commit_block(1, real.block, qc)  # the state machine's next attempt
+    assert proposer.ledger.height == 1
+    assert proposer.ledger.block(1)["hash"] == real.block_hash.hex()
+    assert proposer.app.committed_block(1) is not None
