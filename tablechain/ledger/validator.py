@@ -46,6 +46,7 @@ from tablechain.ledger.consensus import (
     Broadcast,
     CommittedBlock,
     ConsensusConfig,
+    ConsensusError,
     ConsensusMachine,
     EquivocationDetected,
     Event,
@@ -414,9 +415,20 @@ class _SignerStore:
         self.path = path
 
     def load(self) -> SignerState | None:
-        if self.path is None or not self.path.exists():
+        if self.path is None:
             return None
-        return SignerState.from_bytes(self.path.read_bytes())
+        try:
+            data = self.path.read_bytes()
+        except FileNotFoundError:
+            return None
+        except OSError as exc:
+            raise ConsensusError(f"cannot read the signer record {self.path}: {exc.strerror}; "
+                                 "without it this validator could sign twice") from None
+        try:
+            return SignerState.from_bytes(data)
+        except MalformedMessage as exc:
+            raise ConsensusError(f"the signer record {self.path} is damaged ({exc.message}); "
+                                 "without it this validator could sign twice") from None
 
     def save(self, state: SignerState) -> None:
         if self.path is None:

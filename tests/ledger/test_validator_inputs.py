@@ -315,3 +315,27 @@ def test_a_decided_block_whose_commit_landed_unacknowledged_is_not_a_wedge(
     assert proposer.ledger.height == 1
     assert proposer.ledger.block(1)["hash"] == real.block_hash.hex()
     assert proposer.app.committed_block(1) is not None
+
+
+@pytest.mark.parametrize("damage", ["empty", "torn", "garbage", "negative round", "unreadable"])
+def test_a_damaged_signer_record_is_a_clear_refusal(chain, damage: str) -> None:  # type: ignore[no-untyped-def]
+    """The record says what the validator signed; without it a restart could sign twice, so a
+    record that cannot be read or makes no sense stops the validator with a stable code that
+    names the file (an unreadable one escaped as an OSError traceback; a negative round was
+    taken)."""
+    from tablechain.errors import TablechainError
+    from tablechain.ledger.consensus import ConsensusError
+    from tablechain.ledger.consensus.wal import SignerState
+
+    record = chain.tmp / "v3.signer"
+    good = SignerState(1, 0, 1, -1, None, -1, None, (), ()).to_bytes()
+    if damage == "unreadable":
+        record.mkdir()
+    else:
+        record.write_bytes({"empty": b"", "torn": good[: len(good) // 2], "garbage": b"\0\xff" * 9,
+                            "negative round": good.replace(b'"round":0', b'"round":-5')}[damage])
+    with pytest.raises(TablechainError) as caught:
+        ValidatorNode(f"sqlite:///{chain.tmp / 'v3'}.db", chain.genesis, chain.keys[3], "v3",
+                      chain.hub, NodeConfig(), ConsensusConfig(), record)
+    assert isinstance(caught.value, ConsensusError) and caught.value.code == "tefCONSENSUS"
+    assert str(record) in caught.value.message

@@ -129,6 +129,14 @@ class SignerState:
         except (KeyError, TypeError, ValueError):
             raise MalformedMessage("signer state record is malformed") from None
         ints = (state.height, state.round, state.step, state.locked_round, state.valid_round)
-        if not all(type(i) is int for i in ints) or state.height < 1 or state.step not in (0, 1, 2):
+        if (
+            not all(type(i) is int for i in ints)
+            or state.height < 1
+            or state.round < 0
+            or state.step not in (0, 1, 2)
+            or not -1 <= state.locked_round <= state.round
+            or not -1 <= state.valid_round <= state.round
+            or any(r < 0 for r, _ in state.proposed)
+        ):
             raise MalformedMessage("signer state record has out-of-range numbers")
         return state
