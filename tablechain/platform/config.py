@@ -375,7 +375,10 @@ def _write_plain(path: Path, key: PrivateKey) -> None:
 def datadir_lock(datadir: str | os.PathLike[str]) -> Iterator[None]:
     """Hold an exclusive lock on a data directory (released by the OS if the process dies)."""
     path = Path(datadir) / LOCK_FILE
-    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+    except OSError as exc:  # e.g. left by a node run as another user
+        raise ConfigError(f"cannot open {path.resolve()}: {exc.strerror}") from None
     try:
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)

@@ -85,8 +85,11 @@ def run_node(datadir: str | os.PathLike[str], host: str | None = None, port: int
             server = uvicorn.Server(_uvicorn_config(app, log_level))
             url = _url(sock)
             tmp = url_file.with_suffix(".tmp")
-            tmp.write_text(url + "\n", encoding="ascii")
-            tmp.replace(url_file)
+            try:
+                tmp.write_text(url + "\n", encoding="ascii")
+                tmp.replace(url_file)
+            except OSError as exc:  # a directory this user cannot write (the lock file can)
+                raise ConfigError(f"cannot write {url_file}: {exc.strerror}") from None
             announce(f"tablechain node {node.address} serving chain {node.genesis.chain_name} "
                      f"(height {node.ledger.height}) on {url}")
             # uvicorn re-raises the signal that stopped it once it has shut down; these

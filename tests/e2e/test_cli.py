@@ -359,6 +359,38 @@ def test_init_refuses_options_out_of_range_and_creates_nothing(tmp_path: Path) -
     assert not target.exists()
 
 
+def test_a_data_directory_this_user_cannot_write_is_a_clear_error(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A node started once as another user (root) leaves its LOCK file, 0600, behind: the next
+    start, as the service's user, cannot open it: a refusal naming the file, not a
+    PermissionError traceback; so is a directory where the user can write the lock file but
+    nothing else."""
+    from tablechain.platform import config
+
+    settings = init_datadir(tmp_path / "d")
+    real_open = os.open
+
+    def not_ours(path, flags, mode=0o777):  # type: ignore[no-untyped-def]
+        if str(path).endswith(config.LOCK_FILE):
+            raise PermissionError(13, "Permission denied", str(path))
+        return real_open(path, flags, mode)
+
+    monkeypatch.setattr(config.os, "open", not_ours)
+    message = refused("node", "start", str(settings.datadir), "--port", "0")
+    assert "Permission denied" in message and str(settings.datadir / "LOCK") in message
+    monkeypatch.undo()
+    real_write = Path.write_text
+
+    def read_only(self, *args, **kwargs):  # type: ignore[no-untyped-def]
+        if self.name == "rpc.tmp":  # a directory the user cannot write, its lock file it can
+            raise PermissionError(13, "Permission denied", str(self))
+        return real_write(self, *args, **kwargs)
+
+    monkeypatch.setattr(Path, "write_text", read_only)
+    message = refused("node", "start", str(settings.datadir), "--port", "0")
+    assert "Permission denied" in message and "rpc.url" in message
+
+
 def test_init_over_a_file_is_a_clear_error(tmp_path: Path) -> None:
     (tmp_path / "f").write_text("not a directory")
     assert "not a directory" in refused("node", "init", str(tmp_path / "f"))
