@@ -111,6 +111,8 @@ def parse_rule(raw: Any, fields: Sequence[FieldDef]) -> OperationRule | None:
         if not isinstance(count, dict) or set(count) != {"AccountField", "CountLimit"}:
             raise BadRule('OperationRule.Insert.Count is {"AccountField": ..., "CountLimit": n}')
         count_field, count_limit = count["AccountField"], count["CountLimit"]
+        if not isinstance(count_field, str):
+            raise BadRule("OperationRule.Insert.Count.AccountField must be a field name")
         if (f := by_name.get(count_field)) is None:
             raise BadRule(f"OperationRule.Insert.Count.AccountField: no field {count_field!r}")
         if (count_field, "$account") not in fill:

@@ -97,6 +97,9 @@ def test_bad_rules_are_rejected_at_create(harness):
          "Delete": {"Condition": {"account": "$account"}}},
         {"Insert": {"Condition": {"account": "$account"},
                     "Count": {"AccountField": "account", "CountLimit": 3}}},  # no Delete tie
+        {"Insert": {"Condition": {"account": "$account"},  # a field name, not a list
+                    "Count": {"AccountField": ["account"], "CountLimit": 3}},
+         "Delete": {"Condition": {"account": "$account"}}},
         {"Update": {"Fields": ["nosuch"]}},
         {"Get": {"Condition": {"id": {"$nope": 1}}}},
         {"Delete": {"Condition": {"account": "$whoever"}}},
