@@ -100,6 +100,8 @@ def test_bad_rules_are_rejected_at_create(harness):
         {"Insert": {"Condition": {"account": "$account"},  # a field name, not a list
                     "Count": {"AccountField": ["account"], "CountLimit": 3}},
          "Delete": {"Condition": {"account": "$account"}}},
+        {"Insert": {"Condition": {"age": "$account"}}},  # an int cannot hold an address
+        {"Insert": {"Condition": {"name": "$tx_hash"}}},  # 32 characters cannot hold 64
         {"Update": {"Fields": ["nosuch"]}},
         {"Get": {"Condition": {"id": {"$nope": 1}}}},
         {"Delete": {"Condition": {"account": "$whoever"}}},
@@ -112,6 +114,18 @@ def test_bad_rules_are_rejected_at_create(harness):
     assert h.ledger.read  # nothing was created:
     with pytest.raises(LedgerError):
         h.ledger.table_info(a.address, "t0")
+
+
+def test_a_schema_change_cannot_break_the_fields_a_rule_fills(harness):
+    h = harness
+    a = h.account()
+    assert h.create(a, "r", SEED_FIELDS, SEED_RULE).success
+    tls = {"TransactionType": "TableListSet", "Tables": [{"Table": {"TableName": "r"}}]}
+    for field in ({"field": "txid", "type": "varchar", "length": 10},  # too short for $tx_hash
+                  {"field": "txid", "type": "int"}):
+        r = h.run(a, {**tls, "OpType": 16, "Raw": [field]})
+        assert r.result == "temBAD_FIELD", (field, r)
+    assert h.statement(a, 6, a, "r", [{"id": 3}]).success
 
 
 def test_permissions(harness):
