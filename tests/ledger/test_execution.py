@@ -258,6 +258,31 @@ def test_schema_changes(harness):
     assert ids(h.read(a, a, "p", [[]])) == [1, 2]
 
 
+def test_a_schema_change_keeps_the_nulls_rows_hold(harness):
+    """Copying the rows into the new physical table fills defaults and AI values only into
+    fields the rows did not have: a NULL a row holds stays NULL."""
+    h = harness
+    a = h.account()
+    tls = {"TransactionType": "TableListSet", "Tables": [{"Table": {"TableName": "n"}}]}
+    assert h.create(a, "n", [{"field": "id", "type": "int", "PK": 1},
+                             {"field": "d", "type": "int", "default": 5},
+                             {"field": "k", "type": "int", "AI": 1},
+                             {"field": "v", "type": "varchar", "length": 8}]).success
+    assert h.statement(a, 6, a, "n", [{"id": 1, "v": "x"}, {"id": 2}]).success
+    assert h.statement(a, 8, a, "n", [{"d": None, "k": None}, {"id": 1}]).success
+    before = [{"id": 1, "d": None, "k": None, "v": "x"}, {"id": 2, "d": 5, "k": 2, "v": None}]
+    assert h.read(a, a, "n", [[]]) == before
+    assert h.run(a, {**tls, "OpType": 17, "Raw": [{"field": "v"}]}).success
+    assert h.read(a, a, "n", [[]]) == before
+    assert h.run(a, {**tls, "OpType": 14, "Raw": [{"field": "e", "type": "int",
+                                                  "default": 7}]}).success
+    assert h.read(a, a, "n", [[]]) == [{**row, "e": 7} for row in before]
+    r = h.run(a, {**tls, "OpType": 16, "Raw": [{"field": "d", "type": "int", "NN": 1,
+                                               "default": 5}]})
+    assert not r.success  # row 1 holds NULL
+    assert h.read(a, a, "n", [[]]) == [{**row, "e": 7} for row in before]
+
+
 def test_grants_survive_schema_changes(harness):
     """A schema change copies the rows into a new physical table (a new NameInDB): the grants
     made on the table still hold afterwards, the user's own and everyone's."""
