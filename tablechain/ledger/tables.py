@@ -312,10 +312,13 @@ class TableEngine:
             completed.append((rowid, new_row))
         table, _ = self.physical(new_meta)
         if completed:
-            self.conn.execute(
-                sa.insert(table),
-                [{ROWID: rowid, **self._db_values(new_fields, row)} for rowid, row in completed],
-            )
+            params = [
+                {ROWID: rowid, **self._db_values(new_fields, row)} for rowid, row in completed
+            ]
+            try:
+                self.conn.execute(sa.insert(table), params)
+            except sa.exc.IntegrityError as exc:
+                raise RowConflict(_CONFLICT.format("schema change")) from exc
         old_digest = self.state.table_digest(meta.name_in_db)
         self.state.add_rows(
             name_in_db,

@@ -258,6 +258,25 @@ def test_schema_changes(harness):
     assert ids(h.read(a, a, "p", [[]])) == [1, 2]
 
 
+def test_a_schema_change_the_rows_break_is_a_constraint_failure(harness):
+    h = harness
+    a = h.account()
+    tls = {"TransactionType": "TableListSet", "Tables": [{"Table": {"TableName": "p"}}]}
+    assert h.create(a, "p", PEOPLE).success
+    assert h.statement(a, 6, a, "p", [{"id": 1, "name": "x"}, {"id": 2, "name": "x"}]).success
+    before = h.ledger.table_info(a.address, "p")
+    for change in ({"OpType": 14, "Raw": [{"field": "u", "type": "int", "UQ": 1, "default": 3}]},
+                   {"OpType": 16, "Raw": [{"field": "name", "type": "varchar", "length": 32,
+                                           "UQ": 1}]}):
+        r = h.run(a, {**tls, **change})
+        assert (r.result, r.message) == (
+            "tefTABLE_CONSTRAINT",
+            "the schema change breaks a PRIMARY KEY, UNIQUE or NOT NULL constraint of the table",
+        ), change
+    assert h.ledger.table_info(a.address, "p") == before
+    assert h.read(a, a, "p", [["id"]]) == [{"id": 1}, {"id": 2}]
+
+
 def test_a_schema_change_keeps_the_nulls_rows_hold(harness):
     """Copying the rows into the new physical table fills defaults and AI values only into
     fields the rows did not have: a NULL a row holds stays NULL."""
