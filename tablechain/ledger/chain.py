@@ -185,7 +185,13 @@ class Ledger:
         self.url = url
         self.engine: Engine = create_ledger_engine(url)
         # Reads of committed data: on SQLite they must not queue behind an open PendingBlock.
-        self._reads: Engine = self.engine.execution_options(**{READ_ONLY: True})
+        # Each read sees one snapshot (SQLite's is its WAL snapshot): under READ COMMITTED a
+        # block committing between a read's grant check and its select would show its rows to
+        # a reader whose grant it revoked.
+        snapshot = (
+            {} if self.engine.dialect.name == "sqlite" else {"isolation_level": "REPEATABLE READ"}
+        )
+        self._reads: Engine = self.engine.execution_options(**{READ_ONLY: True}, **snapshot)
         self.genesis = genesis
         self.suite = genesis.crypto_suite
         if admission is None and genesis.admission.get("enabled"):

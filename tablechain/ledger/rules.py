@@ -22,7 +22,7 @@ from typing import Any
 
 from tablechain.ledger.errors import BadRule, LedgerError
 from tablechain.ledger.query import Condition, parse_condition
-from tablechain.ledger.schema import FieldDef
+from tablechain.ledger.schema import FieldDef, coerce_value
 
 __all__ = ["OperationRule", "parse_rule", "VARIABLES"]
 
@@ -100,6 +100,13 @@ def parse_rule(raw: Any, fields: Sequence[FieldDef]) -> OperationRule | None:
             if isinstance(value, str) and value in VARIABLES:
                 if key not in by_name:
                     raise BadRule(f"OperationRule.Insert.Condition names unknown field {key!r}")
+                try:  # every insert fills it: a field that cannot hold the value is no rule
+                    coerce_value(by_name[key], _PLACEHOLDER[value])
+                except LedgerError as exc:
+                    raise BadRule(
+                        f"OperationRule.Insert.Condition: field {key!r} cannot hold {value}: "
+                        f"{exc.message}"
+                    ) from None
                 fill.append((key, value))
             else:
                 check[key] = value
@@ -111,6 +118,8 @@ def parse_rule(raw: Any, fields: Sequence[FieldDef]) -> OperationRule | None:
         if not isinstance(count, dict) or set(count) != {"AccountField", "CountLimit"}:
             raise BadRule('OperationRule.Insert.Count is {"AccountField": ..., "CountLimit": n}')
         count_field, count_limit = count["AccountField"], count["CountLimit"]
+        if not isinstance(count_field, str):
+            raise BadRule("OperationRule.Insert.Count.AccountField must be a field name")
         if (f := by_name.get(count_field)) is None:
             raise BadRule(f"OperationRule.Insert.Count.AccountField: no field {count_field!r}")
         if (count_field, "$account") not in fill:

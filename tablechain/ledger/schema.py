@@ -109,8 +109,11 @@ MAX_CHAR_LENGTH = 255
 MAX_TEXT_LENGTH = 65535  # characters
 MAX_BLOB_LENGTH = 65535  # bytes
 MAX_INT_DISPLAY_LENGTH = 20
-#: MariaDB's index key limit is 3072 bytes, 4 bytes per utf8mb4 character.
-MAX_INDEXED_STRING_LENGTH = 768
+#: PostgreSQL's B-tree takes index entries of at most 2,704 bytes (a third of a page) and
+#: fails the insert of a longer one, so an index's widest entry must fit (``_index_entry_bytes``,
+#: 4 bytes per character); MariaDB's 3,072-byte keys are then never the limit.
+MAX_INDEX_ENTRY_BYTES = 2704
+MAX_INDEXED_STRING_LENGTH = 670  # one string alone: 16 + 8 + 4 * 670 = 2704
 #: Budgets that keep every accepted table creatable on MariaDB/InnoDB (estimates below).
 MAX_ROW_BYTES = 65000  # the 65,535-byte row limit of MySQL/MariaDB
 MAX_INLINE_ROW_BYTES = 8000  # InnoDB's ~8,126-byte in-page record limit (strict mode)
@@ -303,6 +306,19 @@ def _row_budget(fields: Sequence[FieldDef]) -> tuple[int, int]:
     return row, inline
 
 
+def _index_entry_bytes(fields: Sequence[FieldDef]) -> int:
+    """Worst-case bytes of a PostgreSQL B-tree entry over ``fields``: 16 for its header and
+    NULL bitmap, then per column 8 for a length word and alignment plus its widest value.
+    An over-estimate, so what passes here indexes there."""
+    size = 16
+    for f in fields:
+        if f.type in ("varchar", "char"):
+            size += 8 + 4 * (f.length or 0)
+        else:  # int and decimals (BIGINT), datetime and date (ASCII)
+            size += 8 + {"datetime": 19, "date": 10}.get(f.type, 8)
+    return size
+
+
 def validate_schema(fields: Sequence[FieldDef]) -> tuple[FieldDef, ...]:
     """Check a whole table's fields together: count, unique names, AI, size budgets."""
     if not fields:
@@ -317,6 +333,13 @@ def validate_schema(fields: Sequence[FieldDef]) -> tuple[FieldDef, ...]:
         seen.add(folded)
     if sum(1 for f in fields if f.ai) > 1:
         raise BadField("a table may have at most one AI field")
+    pk = [f for f in fields if f.pk]
+    if _index_entry_bytes(pk) > MAX_INDEX_ENTRY_BYTES:
+        raise BadField(
+            f"the primary key fields {[f.name for f in pk]} are too wide to index together: "
+            f"at most {MAX_INDEX_ENTRY_BYTES} bytes at 4 bytes per character (estimated "
+            f"{_index_entry_bytes(pk)})"
+        )
     row, inline = _row_budget(fields)
     if row > MAX_ROW_BYTES or inline > MAX_INLINE_ROW_BYTES:
         raise TooLarge(

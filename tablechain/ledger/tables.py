@@ -302,15 +302,23 @@ class TableEngine:
         by_name = {f.name: f for f in new_fields}
         completed = []
         for rowid, row in rows:
-            kept = {k: v for k, v in row.items() if k in by_name}
+            kept = {k: v for k, v in row.items() if k in by_name and v is not None}
             new_row = self.complete_row(new_fields, kept, rowid)
+            # A NULL a row holds stays NULL (or is refused by a NOT NULL field): defaults and
+            # AI fill only the fields the row did not have.
+            for f in new_fields:
+                if f.name in row and row[f.name] is None:
+                    new_row[f.name] = coerce_value(f, None)
             completed.append((rowid, new_row))
         table, _ = self.physical(new_meta)
         if completed:
-            self.conn.execute(
-                sa.insert(table),
-                [{ROWID: rowid, **self._db_values(new_fields, row)} for rowid, row in completed],
-            )
+            params = [
+                {ROWID: rowid, **self._db_values(new_fields, row)} for rowid, row in completed
+            ]
+            try:
+                self.conn.execute(sa.insert(table), params)
+            except sa.exc.IntegrityError as exc:
+                raise RowConflict(_CONFLICT.format("schema change")) from exc
         old_digest = self.state.table_digest(meta.name_in_db)
         self.state.add_rows(
             name_in_db,

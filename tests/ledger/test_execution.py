@@ -97,6 +97,11 @@ def test_bad_rules_are_rejected_at_create(harness):
          "Delete": {"Condition": {"account": "$account"}}},
         {"Insert": {"Condition": {"account": "$account"},
                     "Count": {"AccountField": "account", "CountLimit": 3}}},  # no Delete tie
+        {"Insert": {"Condition": {"account": "$account"},  # a field name, not a list
+                    "Count": {"AccountField": ["account"], "CountLimit": 3}},
+         "Delete": {"Condition": {"account": "$account"}}},
+        {"Insert": {"Condition": {"age": "$account"}}},  # an int cannot hold an address
+        {"Insert": {"Condition": {"name": "$tx_hash"}}},  # 32 characters cannot hold 64
         {"Update": {"Fields": ["nosuch"]}},
         {"Get": {"Condition": {"id": {"$nope": 1}}}},
         {"Delete": {"Condition": {"account": "$whoever"}}},
@@ -109,6 +114,18 @@ def test_bad_rules_are_rejected_at_create(harness):
     assert h.ledger.read  # nothing was created:
     with pytest.raises(LedgerError):
         h.ledger.table_info(a.address, "t0")
+
+
+def test_a_schema_change_cannot_break_the_fields_a_rule_fills(harness):
+    h = harness
+    a = h.account()
+    assert h.create(a, "r", SEED_FIELDS, SEED_RULE).success
+    tls = {"TransactionType": "TableListSet", "Tables": [{"Table": {"TableName": "r"}}]}
+    for field in ({"field": "txid", "type": "varchar", "length": 10},  # too short for $tx_hash
+                  {"field": "txid", "type": "int"}):
+        r = h.run(a, {**tls, "OpType": 16, "Raw": [field]})
+        assert r.result == "temBAD_FIELD", (field, r)
+    assert h.statement(a, 6, a, "r", [{"id": 3}]).success
 
 
 def test_permissions(harness):
@@ -239,6 +256,50 @@ def test_schema_changes(harness):
     assert h.run(a, {**tls, "OpType": 15, "Raw": [{"field": "nosuch"}]}).result == "temBAD_FIELD"
     assert h.statement(a, 6, a, "p", [{"id": 2, "city": "c"}]).success
     assert ids(h.read(a, a, "p", [[]])) == [1, 2]
+
+
+def test_a_schema_change_the_rows_break_is_a_constraint_failure(harness):
+    h = harness
+    a = h.account()
+    tls = {"TransactionType": "TableListSet", "Tables": [{"Table": {"TableName": "p"}}]}
+    assert h.create(a, "p", PEOPLE).success
+    assert h.statement(a, 6, a, "p", [{"id": 1, "name": "x"}, {"id": 2, "name": "x"}]).success
+    before = h.ledger.table_info(a.address, "p")
+    for change in ({"OpType": 14, "Raw": [{"field": "u", "type": "int", "UQ": 1, "default": 3}]},
+                   {"OpType": 16, "Raw": [{"field": "name", "type": "varchar", "length": 32,
+                                           "UQ": 1}]}):
+        r = h.run(a, {**tls, **change})
+        assert (r.result, r.message) == (
+            "tefTABLE_CONSTRAINT",
+            "the schema change breaks a PRIMARY KEY, UNIQUE or NOT NULL constraint of the table",
+        ), change
+    assert h.ledger.table_info(a.address, "p") == before
+    assert h.read(a, a, "p", [["id"]]) == [{"id": 1}, {"id": 2}]
+
+
+def test_a_schema_change_keeps_the_nulls_rows_hold(harness):
+    """Copying the rows into the new physical table fills defaults and AI values only into
+    fields the rows did not have: a NULL a row holds stays NULL."""
+    h = harness
+    a = h.account()
+    tls = {"TransactionType": "TableListSet", "Tables": [{"Table": {"TableName": "n"}}]}
+    assert h.create(a, "n", [{"field": "id", "type": "int", "PK": 1},
+                             {"field": "d", "type": "int", "default": 5},
+                             {"field": "k", "type": "int", "AI": 1},
+                             {"field": "v", "type": "varchar", "length": 8}]).success
+    assert h.statement(a, 6, a, "n", [{"id": 1, "v": "x"}, {"id": 2}]).success
+    assert h.statement(a, 8, a, "n", [{"d": None, "k": None}, {"id": 1}]).success
+    before = [{"id": 1, "d": None, "k": None, "v": "x"}, {"id": 2, "d": 5, "k": 2, "v": None}]
+    assert h.read(a, a, "n", [[]]) == before
+    assert h.run(a, {**tls, "OpType": 17, "Raw": [{"field": "v"}]}).success
+    assert h.read(a, a, "n", [[]]) == before
+    assert h.run(a, {**tls, "OpType": 14, "Raw": [{"field": "e", "type": "int",
+                                                  "default": 7}]}).success
+    assert h.read(a, a, "n", [[]]) == [{**row, "e": 7} for row in before]
+    r = h.run(a, {**tls, "OpType": 16, "Raw": [{"field": "d", "type": "int", "NN": 1,
+                                               "default": 5}]})
+    assert not r.success  # row 1 holds NULL
+    assert h.read(a, a, "n", [[]]) == [{**row, "e": 7} for row in before]
 
 
 def test_grants_survive_schema_changes(harness):

@@ -4,6 +4,7 @@ and the ledger's error classes."""
 from __future__ import annotations
 
 import pickle
+import random
 import secrets
 from decimal import Decimal
 from typing import Any
@@ -17,6 +18,7 @@ from tablechain.ledger.errors import BadField, LedgerError, TooLarge, TypeMismat
 from tablechain.ledger.query import prepare_engine
 from tablechain.ledger.schema import (
     MAX_FIELDS,
+    MAX_INDEXED_STRING_LENGTH,
     ROWID_COLUMN,
     FieldDef,
     build_table,
@@ -119,6 +121,11 @@ def _field(**kw: Any) -> dict[str, Any]:
         ([_field(type="blob", UQ=1)], BadField),
         ([_field(type="text", index=1)], BadField),
         ([_field(type="varchar", length=769, UQ=1)], BadField),
+        ([_field(type="varchar", length=MAX_INDEXED_STRING_LENGTH + 1, index=1)], BadField),
+        (  # a primary key too wide for a PostgreSQL B-tree entry
+            [{"field": f, "type": "varchar", "length": 340, "PK": 1} for f in ("a", "b")],
+            BadField,
+        ),
         ([_field(default="5")], BadField),
         ([_field(type="date", default="2023-02-29")], BadField),
         ([_field(type="varchar", length=2, default="abc")], BadField),
@@ -455,6 +462,34 @@ def test_widest_accepted_tables_create_and_fill(db_url: str) -> None:
                 if f.type == "varchar"
                 else ("9999999999" if f.type == "decimal" else 2**63 - 1)
             )
+        with engine.begin() as conn:
+            conn.execute(table.insert(), row)
+        with engine.connect() as conn:
+            assert conn.execute(sa.select(table)).one()._asdict() == row
+        engine.dispose()
+
+
+def test_widest_indexed_fields_take_incompressible_values(db_url: str) -> None:
+    """The widest accepted index keys (one string; a primary key of two) take values that no
+    backend can compress: PostgreSQL refuses B-tree entries over 2,704 bytes at insert, where
+    SQLite and MariaDB would take them, so the budget keeps every backend accepting alike."""
+    rng = random.Random(7)
+
+    def astral(n: int) -> str:  # 4 bytes a character in UTF-8, and no two alike nearby
+        return "".join(chr(rng.randrange(0x10000, 0x1F000)) for _ in range(n))
+
+    one = parse_fields(
+        [
+            {"field": "s", "type": "varchar", "length": MAX_INDEXED_STRING_LENGTH, "UQ": 1},
+            {"field": "t", "type": "char", "length": 255, "index": 1},
+        ]
+    )
+    pair = parse_fields(
+        [{"field": f, "type": "varchar", "length": 334, "PK": 1} for f in ("a", "b")]
+    )
+    for fields in (one, pair):
+        engine, table = _create(db_url, fields)
+        row: dict[str, Any] = {ROWID_COLUMN: 1, **{f.name: astral(f.length or 0) for f in fields}}
         with engine.begin() as conn:
             conn.execute(table.insert(), row)
         with engine.connect() as conn:

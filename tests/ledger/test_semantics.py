@@ -85,3 +85,32 @@ def test_a_statement_the_database_refuses_gets_the_same_receipt_everywhere(harne
     receipt = h.statement(a, 8, a, "t", [{"id": 2}, {"id": 1}])
     assert (receipt.result, receipt.message) == ("tefEXCEPTION",
                                                  "the database refused a statement")
+
+
+def test_a_read_sees_one_state_even_while_a_block_commits(harness, monkeypatch):  # type: ignore[no-untyped-def]
+    """A read checks the reader's grant and selects the rows in one snapshot: a block that
+    revokes the grant and adds a row, committed between the two, shows in neither."""
+    from tablechain.ledger.tables import TableEngine
+
+    h = harness
+    a, b = h.account(), h.account()
+    assert h.create(a, "t", FIELDS).success
+    assert h.grant(a, "t", b.address, select=True).success
+    assert h.statement(a, 6, a, "t", [{"id": 1, "v": "before"}]).success
+    revoke_and_add = [
+        h.sign(a, {"TransactionType": "TableListSet", "OpType": 11, "Tables": _tables("t"),
+                   "User": b.address, "Raw": [{"select": False}]}),
+        h.sign(a, {"TransactionType": "SQLStatement", "OpType": 6, "Owner": a.address,
+                   "Tables": _tables("t"), "Raw": [{"id": 2, "v": "after"}]}),
+    ]
+    select = TableEngine.select
+
+    def commit_first(self, *args, **kwargs):  # type: ignore[no-untyped-def]
+        if revoke_and_add:  # the grant was checked: now the block commits, then the select
+            assert all(r.success for r in h.block(*revoke_and_add).receipts)
+            revoke_and_add.clear()
+        return select(self, *args, **kwargs)
+
+    monkeypatch.setattr(TableEngine, "select", commit_first)
+    assert h.read(b, a, "t", [[]]) == [{"id": 1, "v": "before"}]
+    assert not revoke_and_add
