@@ -35,7 +35,8 @@ def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
     cur.execute("PRAGMA journal_mode=WAL")
     # FULL: each commit (one per block) fsyncs the log. NORMAL survives a process crash but a
     # power loss could take back blocks clients were told were committed, and a validator
-    # whose signer record (fsynced) then ran ahead of its database could not restart.
+    # whose signer record (fsynced) then ran ahead of its database could not vote until it had
+    # fetched them back from its peers.
     cur.execute("PRAGMA synchronous=FULL")
     cur.execute("PRAGMA foreign_keys=ON")
     cur.close()

@@ -483,8 +483,14 @@ class ValidatorNode(Node):
         self._signer = _SignerStore(None if signer_state_path is None else Path(signer_state_path))
         self.app = LedgerApplication(self, self._clock)
         self.consensus_config = consensus or ConsensusConfig()
+        record = self._signer.load()
+        if record is not None and record.height > self.ledger.height + 1:
+            log.warning("%s: the signer record %s is at height %d but the chain ends at %d; "
+                        "catching up from peers, signing nothing below height %d",
+                        validator_id, self._signer.path, record.height, self.ledger.height,
+                        record.height)
         self.machine = ConsensusMachine(
-            self.validators, key, self.app, self.consensus_config, self._signer.load()
+            self.validators, key, self.app, self.consensus_config, record
         )
         self._events: queue.Queue[Event | None] = queue.Queue()
         # Peers' block requests are served on their own thread from a short queue: serving

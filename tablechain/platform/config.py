@@ -7,10 +7,11 @@ A data directory holds:
 - ``validator.key``: the validator's private key as hex (mode 0600);
 - ``node.db``: the embedded SQLite database (default ``db_url``), created on first start.
 
-``init_datadir`` creates a new chain in an empty directory; ``load_settings`` reads it back and
-``open_node`` assembles a ``Node`` from it. ``init_cluster`` creates a chain of several
-validators: one data directory per validator (``v0`` ..) under a root holding
-``cluster.json``, read back by ``load_cluster`` (see ``tablechain.platform.cluster``).
+``init_datadir`` creates a new chain in a new or empty directory, all or nothing;
+``load_settings`` reads it back and ``open_node`` assembles a ``Node`` from it.
+``init_cluster`` creates a chain of several validators: one data directory per validator
+(``v0`` ..) under a root holding ``cluster.json``, read back by ``load_cluster`` (see
+``tablechain.platform.cluster``).
 Nothing here runs at import time, and the ledger is imported only when a node is actually
 opened, so the CLI stays quick to start.
 """
@@ -23,6 +24,7 @@ import importlib.util
 import json
 import os
 import secrets
+import shutil
 import time
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
@@ -295,7 +297,8 @@ def init_datadir(datadir: str | os.PathLike[str], *, national: bool = False,
                  timestamp_ms: int | None = None,
                  trusted_roots: list[str] | None = None,
                  admins: list[str] | None = None) -> NodeSettings:
-    """Create a new chain with one validator in ``datadir`` (which must not hold one yet)."""
+    """Create a new chain with one validator in ``datadir`` (absent or an empty directory),
+    all or nothing (see ``_building``)."""
     from tablechain.ledger.chain import Genesis
 
     if national and not national_available():
@@ -304,10 +307,14 @@ def init_datadir(datadir: str | os.PathLike[str], *, national: bool = False,
     if not 0 <= port <= 65535:
         raise ConfigError(f"--port must be 0 to 65535, got {port}")
     network_id = _check_chain_options(network_id, max_block_txs, max_block_wait_ms)
-    path = _make_dir(datadir)
-    for name in (GENESIS_FILE, NODE_FILE, KEY_FILE):
-        if (path / name).exists():
-            raise ConfigError(f"{path / name} already exists; {path} already holds a node")
+    path = Path(datadir).resolve()
+    if (path / NODE_FILE).exists():
+        raise ConfigError(f"{path / NODE_FILE} already exists; {path} already holds a node")
+    for name in (GENESIS_FILE, KEY_FILE):
+        if (path / name).exists():  # an init of an older version that was interrupted?
+            raise ConfigError(f"{path} holds {name} but no {NODE_FILE}, so it is not a node; "
+                              f"init never overwrites a key: move {name} away if you do not "
+                              "need it, then run init again")
     scheme = "sm2" if national else "secp256k1"
     key = generate_private_key(scheme)
     validator = {"address": address_to_text(key.address()), "scheme": scheme,
@@ -323,13 +330,14 @@ def init_datadir(datadir: str | os.PathLike[str], *, national: bool = False,
         admission=({"enabled": True, "trusted_roots": list(trusted_roots),
                     "admins": sorted(admins or [])} if trusted_roots else {}),
     )
-    settings = NodeSettings(datadir=path, key_scheme=scheme, db_url=db_url or _DEFAULT_DB,
-                            rpc_host=host, rpc_port=port)
-    _write_plain(path, key)
-    (path / GENESIS_FILE).write_text(json.dumps(genesis.to_json(), indent=2) + "\n",
-                                     encoding="utf-8")
-    (path / NODE_FILE).write_text(json.dumps(settings.to_json(), indent=2) + "\n",
-                                  encoding="utf-8")
+    with _building(path) as building:
+        settings = NodeSettings(datadir=path, key_scheme=scheme, db_url=db_url or _DEFAULT_DB,
+                                rpc_host=host, rpc_port=port)
+        _write_plain(building, key)
+        (building / GENESIS_FILE).write_text(json.dumps(genesis.to_json(), indent=2) + "\n",
+                                             encoding="utf-8")
+        (building / NODE_FILE).write_text(json.dumps(settings.to_json(), indent=2) + "\n",
+                                          encoding="utf-8")
     return settings
 
 
@@ -349,16 +357,54 @@ def _check_chain_options(network_id: int | None, max_block_txs: int | None,
     return network_id
 
 
-def _make_dir(directory: str | os.PathLike[str]) -> Path:
-    """Create a directory (and its parents) or say why it cannot be; its absolute path."""
-    path = Path(directory)
+@contextlib.contextmanager
+def _building(target: Path) -> Iterator[Path]:
+    """A new directory to fill, renamed to ``target`` (absent or an empty directory) only once
+    it is complete: an init that is interrupted leaves no half-made node or cluster behind,
+    which init then refused ("already holds a node") and start refused too ("run init first").
+
+    It is built as ``<target>.init-<random>.partial`` beside the target, synced, then renamed.
+    One that raises removes what it built (a key no one has seen yet); a killed one leaves that
+    directory, which nothing reads: the next init builds under a name of its own."""
+    if target.exists() and not target.is_dir():
+        raise ConfigError(f"{target} exists and is not a directory")
+    if target.exists():
+        if any(target.iterdir()):
+            raise ConfigError(f"{target} is not an empty directory")
+        if os.path.ismount(target):
+            raise ConfigError(f"{target} is a mount point, which init cannot rename a finished "
+                              f"directory onto; init a directory inside it ({target / 'node'})")
+    building = target.with_name(f"{target.name}.init-{secrets.token_hex(4)}.partial")
     try:
-        path.mkdir(parents=True, exist_ok=True)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        building.mkdir()
     except FileExistsError:
-        raise ConfigError(f"{path} exists and is not a directory") from None
+        raise ConfigError(f"{target.parent} exists and is not a directory") from None
     except OSError as exc:
-        raise ConfigError(f"cannot create {path}: {exc.strerror}") from None
-    return path.resolve()
+        raise ConfigError(f"cannot create {building}: {exc.strerror}") from None
+    try:
+        yield building
+        for item in sorted(building.rglob("*"), reverse=True):  # files before their directory
+            _fsync(item)
+        _fsync(building)
+        if target.exists():  # an empty directory made for it: keep its permissions
+            os.chmod(building, target.stat().st_mode & 0o7777)
+        os.rename(building, target)
+    except OSError as exc:
+        shutil.rmtree(building, ignore_errors=True)
+        raise ConfigError(f"cannot create {target}: {exc.strerror or exc}") from None
+    except BaseException:
+        shutil.rmtree(building, ignore_errors=True)
+        raise
+    _fsync(target.parent)  # the rename itself survives a power loss
+
+
+def _fsync(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
 
 
 def _write_plain(path: Path, key: PrivateKey) -> None:
@@ -503,7 +549,8 @@ def init_cluster(root: str | os.PathLike[str], validators: int = 4, *,
                  timestamp_ms: int | None = None,
                  consensus: Mapping[str, Any] | None = None) -> ClusterLayout:
     """Create ``validators`` data directories ``root/v0 .. root/v{n-1}`` sharing one genesis that
-    names all of them (ids ``v0``..), and ``root/cluster.json`` describing the set.
+    names all of them (ids ``v0``..), and ``root/cluster.json`` describing the set; ``root`` is
+    absent or an empty directory and is made all or nothing (see ``_building``).
 
     Validator ``vi`` serves RPC on ``base_port + i`` (every one on a free port when
     ``base_port`` is 0).
@@ -519,13 +566,10 @@ def init_cluster(root: str | os.PathLike[str], validators: int = 4, *,
     network_id = _check_chain_options(network_id, max_block_txs, max_block_wait_ms)
     if consensus:
         _check_consensus(consensus)
-    path = _make_dir(root)
+    path = Path(root).resolve()
     if (path / CLUSTER_FILE).exists():
         raise ConfigError(f"{path / CLUSTER_FILE} already exists; {path} already holds a cluster")
     ids = [f"v{i}" for i in range(validators)]
-    for vid in ids:
-        if (path / vid).exists() and (not (path / vid).is_dir() or any((path / vid).iterdir())):
-            raise ConfigError(f"{path / vid} is not an empty directory")
     keys = [generate_private_key(scheme) for _ in ids]
     defaults = Genesis()
     genesis = Genesis(
@@ -539,26 +583,26 @@ def init_cluster(root: str | os.PathLike[str], validators: int = 4, *,
     )
     genesis_text = json.dumps(genesis.to_json(), indent=2) + "\n"
     members = []
-    for i, (vid, key) in enumerate(zip(ids, keys, strict=True)):
-        datadir = path / vid
-        datadir.mkdir(exist_ok=True)
-        port = base_port + i if base_port else 0
-        settings = NodeSettings(datadir=datadir, key_scheme=scheme, rpc_host=host,
-                                rpc_port=port, extra={"validator_id": vid})
-        _write_plain(datadir, key)
-        (datadir / GENESIS_FILE).write_text(genesis_text, encoding="utf-8")
-        (datadir / NODE_FILE).write_text(json.dumps(settings.to_json(), indent=2) + "\n",
-                                         encoding="utf-8")
-        members.append(ClusterMember(vid, datadir, port))
-    (path / GENESIS_FILE).write_text(genesis_text, encoding="utf-8")
-    chain = genesis.hash()
-    layout = ClusterLayout(path, chain, f"tablechain-{chain[:16]}", tuple(members),
-                           dict(consensus or {}))
-    (path / CLUSTER_FILE).write_text(json.dumps({
-        "chain": chain, "namespace": layout.namespace, "consensus": dict(layout.consensus),
-        "validators": [{"id": m.validator_id, "datadir": m.validator_id, "rpc_port": m.rpc_port}
-                       for m in members],
-    }, indent=2) + "\n", encoding="utf-8")
+    with _building(path) as building:
+        for i, (vid, key) in enumerate(zip(ids, keys, strict=True)):
+            (building / vid).mkdir()
+            port = base_port + i if base_port else 0
+            settings = NodeSettings(datadir=path / vid, key_scheme=scheme, rpc_host=host,
+                                    rpc_port=port, extra={"validator_id": vid})
+            _write_plain(building / vid, key)
+            (building / vid / GENESIS_FILE).write_text(genesis_text, encoding="utf-8")
+            (building / vid / NODE_FILE).write_text(
+                json.dumps(settings.to_json(), indent=2) + "\n", encoding="utf-8")
+            members.append(ClusterMember(vid, path / vid, port))
+        (building / GENESIS_FILE).write_text(genesis_text, encoding="utf-8")
+        chain = genesis.hash()
+        layout = ClusterLayout(path, chain, f"tablechain-{chain[:16]}", tuple(members),
+                               dict(consensus or {}))
+        (building / CLUSTER_FILE).write_text(json.dumps({
+            "chain": chain, "namespace": layout.namespace, "consensus": dict(layout.consensus),
+            "validators": [{"id": m.validator_id, "datadir": m.validator_id,
+                            "rpc_port": m.rpc_port} for m in members],
+        }, indent=2) + "\n", encoding="utf-8")
     return layout
 
 

@@ -17,6 +17,7 @@ from tablechain.ledger.chain import Ledger
 from tablechain.platform.cli import app, main
 from tablechain.platform.config import (
     init_datadir,
+    load_cluster,
     load_genesis,
     load_settings,
     national_available,
@@ -399,6 +400,70 @@ def test_init_over_a_file_is_a_clear_error(tmp_path: Path) -> None:
     (tmp_path / "c" / "v1").write_text("not a directory")
     assert "not an empty directory" in refused("cluster", "init", "--dir", str(tmp_path / "c"))
     assert sorted(p.name for p in (tmp_path / "c").iterdir()) == ["v1"]
+
+
+def test_an_interrupted_init_leaves_nothing_that_blocks_the_next(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """An init stopped after the key was written but before node.json left DIR with a key and
+    no node: start said 'run init first', init said 'already holds a node'. Init now builds
+    beside DIR and renames into place once complete: a failed one leaves nothing, a killed one
+    only its own ``.partial`` directory, which the next init neither reads nor touches."""
+    from tablechain.platform import config
+
+    datadir = tmp_path / "node"
+    real_write = Path.write_text
+
+    def stopped_at(name: str, error: BaseException) -> Any:
+        def write_text(self, *args, **kwargs):  # type: ignore[no-untyped-def]
+            if self.name == name:
+                raise error
+            return real_write(self, *args, **kwargs)
+        return write_text
+
+    monkeypatch.setattr(Path, "write_text", stopped_at("node.json", KeyboardInterrupt()))
+    with pytest.raises(KeyboardInterrupt):
+        init_datadir(datadir)
+    assert list(tmp_path.iterdir()) == []
+    monkeypatch.setattr(config.shutil, "rmtree", lambda *args, **kwargs: None)  # killed instead
+    with pytest.raises(KeyboardInterrupt):
+        init_datadir(datadir)
+    (left,) = tmp_path.iterdir()
+    assert left.name.startswith("node.init-") and left.name.endswith(".partial")
+    assert sorted(p.name for p in left.iterdir()) == ["genesis.json", "validator.key"]
+    left_key = (left / "validator.key").read_text()
+    monkeypatch.undo()
+    info = run_json("node", "init", str(datadir), "--port", "0")
+    settings = load_settings(datadir)
+    with serve_in_thread(open_node(settings)) as srv:
+        status = run_json("node", "status", str(datadir), "--url", srv.url)
+    assert status["validator"] == info["validator"] and status["ledger_index"] == 0
+    assert (left / "validator.key").read_text() == left_key  # never deleted nor read
+    assert "already holds a node" in refused("node", "init", str(datadir))
+    # the same for a cluster, and a failure (a full disk) is a clear error that leaves nothing
+    monkeypatch.setattr(Path, "write_text",
+                        stopped_at("node.json", OSError(28, "No space left on device")))
+    assert "No space left on device" in refused("cluster", "init", "--dir",
+                                                str(tmp_path / "c"))
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["node", left.name]
+    monkeypatch.undo()
+    run_json("cluster", "init", "--dir", str(tmp_path / "c"))
+    layout = load_cluster(tmp_path / "c")
+    assert [load_settings(m.datadir).extra["validator_id"] for m in layout.members] == \
+        ["v0", "v1", "v2", "v3"]
+    # an empty directory made for the node is filled (and keeps its mode); another is refused
+    (tmp_path / "empty").mkdir(mode=0o700)
+    run_json("node", "init", str(tmp_path / "empty"))
+    assert stat.S_IMODE((tmp_path / "empty").stat().st_mode) == 0o700
+    assert load_settings(tmp_path / "empty").key_path.exists()
+    (tmp_path / "other").mkdir()
+    (tmp_path / "other" / "notes.txt").write_text("mine")
+    assert "not an empty directory" in refused("node", "init", str(tmp_path / "other"))
+    # what an interrupted init of an earlier version left: refused, saying why; the key stays
+    (tmp_path / "old").mkdir()
+    (tmp_path / "old" / "validator.key").write_text(left_key)
+    assert "holds validator.key but no node.json" in refused("node", "init",
+                                                             str(tmp_path / "old"))
+    assert (tmp_path / "old" / "validator.key").read_text() == left_key
 
 
 @pytest.mark.parametrize("field, value", [

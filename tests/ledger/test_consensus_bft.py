@@ -51,6 +51,7 @@ from tablechain.ledger.consensus.messages import (
     sign_vote,
     vote_payload,
 )
+from tablechain.ledger.consensus.wal import STEP_PREVOTE
 
 CHAIN = "test-chain"
 
@@ -482,13 +483,50 @@ def test_restart_keeps_the_lock_and_its_block():
     assert [(p.block, p.pol_round) for p in props] == [(block_a, 0)]
 
 
-def test_persisted_state_ahead_of_chain_is_refused():
-    m, app = machine(0)
-    state = replace(m.signer_state(), height=5)
-    with pytest.raises(ConsensusError):
-        ConsensusMachine(vset(4), key(0), app, FAST, persisted=state)
+def test_a_malformed_signer_record_is_refused():
     with pytest.raises(MalformedMessage):
         SignerState.from_bytes(b'{"height": 1}')
+
+
+def test_a_signer_record_ahead_of_a_lost_chain_holds_signing_until_the_chain_reaches_it():
+    """A validator whose chain store was lost (a database deleted to re-sync) while its signer
+    record stayed at a higher height was refused at start, for good. It now starts and follows
+    the quorum, but signs nothing below the record's height (what it signed there is unknown);
+    at the record's height it resumes from the record, as after any restart; above it, it never
+    signed anything, so it signs again."""
+    source = _chain(4, signers=(1, 2, 3))  # decided while v0 was away
+    blocks = source.blocks
+    signed = vote(0, PREVOTE, 3, 0, (blocks[2].qc.block_hash, blocks[2].qc.state_root))
+    record = SignerState(height=3, round=0, step=STEP_PREVOTE, locked_round=-1, locked_hash=None,
+                         valid_round=-1, valid_hash=None, votes=(signed,), proposed=())
+    m, app = machine(0, app=FakeApp(["tx1"]), persisted=record)
+    out = m.step(Start())
+    # Height 1 is decided in front of it: it follows the quorum to the commit, voting nothing.
+    value1 = (blocks[0].qc.block_hash, blocks[0].qc.state_root)
+    out += feed(m, proposal(1, 1, 0, blocks[0].block),
+                *(vote(i, kind, 1, 0, value1) for kind in (PREVOTE, PRECOMMIT) for i in (1, 2, 3)))
+    assert m.height == 2
+    out += m.step(TimerFired(Timer("propose", 2, 0)))  # would prevote nil
+    out += m.step(TimerFired(Timer("propose", 2, 0)))
+    assert not [o for o in out if isinstance(o, Persist)]
+    assert sent(out, PREVOTE) + sent(out, PRECOMMIT) + sent(out, "proposal") == []
+    # Block 2 from a peer, with its certificate: at the record's height, what it signed there
+    # is re-sent and nothing else is signed at that height and round.
+    out = feed(m, BlockResponse("v1", tuple(blocks[1:2])))
+    assert m.height == 3 and sent(out, PREVOTE) == [signed]
+    out = feed(m, proposal(3, 3, 0, app.make_block(3, "other")))
+    assert sent(out, PREVOTE) == [] and not [o for o in out if isinstance(o, Persist)]
+    # Past the record, it votes again.
+    out = feed(m, BlockResponse("v2", tuple(blocks[2:])))
+    assert m.height == 5 and app.roots == source.roots
+    block5 = app.make_block(5, "tx5")
+    out = feed(m, proposal(1, 5, 0, block5))
+    assert [(v.height, v.value) for v in sent(out, PREVOTE)] == [(5, value_of(app, block5, 5))]
+    assert [o.state.height for o in out if isinstance(o, Persist)] == [5]
+    # Caught up past the record in one response: nothing is signed at or below its height.
+    m, app = machine(0, app=FakeApp(), persisted=record)
+    out = m.step(Start()) + feed(m, BlockResponse("v1", tuple(blocks)))
+    assert m.height == 5 and sent(out, PREVOTE) + sent(out, PRECOMMIT) == []
 
 
 # --- future heights, catch-up, certificates -------------------------------------------------
@@ -511,13 +549,13 @@ def test_messages_for_the_next_height_are_buffered_and_replayed():
     assert [v.value for v in sent(out, PREVOTE) if v.height == 2] == [None]  # x is invalid
 
 
-def _chain(n_blocks: int) -> FakeApp:
+def _chain(n_blocks: int, signers: tuple[int, ...] = (0, 1, 2)) -> FakeApp:
     """A FakeApp with ``n_blocks`` committed through a real 4-validator quorum."""
     app = FakeApp()
     for h in range(1, n_blocks + 1):
         block = app.make_block(h, f"tx{h}")
         bh, root = value_of(app, block, h)
-        sigs = tuple((f"v{i}", vote(i, PRECOMMIT, h, 0, (bh, root)).signature) for i in range(3))
+        sigs = tuple((f"v{i}", vote(i, PRECOMMIT, h, 0, (bh, root)).signature) for i in signers)
         app.commit_block(h, block, QuorumCertificate(h, 0, bh, root, sigs))
     return app
 

@@ -9,7 +9,13 @@ import sqlalchemy as sa
 
 from tablechain.crypto import address_to_text, generate_private_key
 from tablechain.ledger.chain import Genesis
-from tablechain.ledger.consensus import ConsensusConfig
+from tablechain.ledger.consensus import (
+    ConsensusConfig,
+    Proposal,
+    QuorumCertificate,
+    SignerState,
+    Vote,
+)
 from tablechain.ledger.node import NodeConfig
 from tablechain.ledger.transactions import sign_transaction
 from tablechain.ledger.validator import LocalHub, ValidatorNode
@@ -152,6 +158,61 @@ def test_a_validator_that_was_down_catches_up(cluster, tmp_path):
     cluster.wait_height(head, nodes=[back])
     assert back.ledger.head.state_root == nodes["v1"].ledger.block(back.ledger.height)["header"]["state_root"]
     assert rows_of(back, addr) == rows_of(nodes["v1"], addr)
+
+
+def test_a_validator_whose_database_was_lost_catches_up_before_it_signs(cluster, tmp_path):
+    """A validator whose database was deleted (to re-sync from peers) while its signer record
+    stayed was refused at start, with no safe way back. It now catches up from its peers'
+    certified blocks, signs nothing below its record's height meanwhile (at that height only
+    what the record holds), and then votes again: the network commits without another
+    validator but with it."""
+    owner = generate_private_key()
+    addr = address_to_text(owner.address())
+    nodes = cluster.nodes
+    seq = iter(range(1, 1000))
+
+    def insert_rows(via, count):
+        for i in range(count):
+            last = via.submit(tx(owner, next(seq), TransactionType="SQLStatement", OpType=6,
+                                 Owner=addr, Tables=[{"Table": {"TableName": "t"}}],
+                                 Raw=[{"id": next(ids)}]))
+            via.wait_for(last.hash_hex, timeout=90)
+
+    ids = iter(range(1000))
+    nodes["v0"].submit(tx(owner, next(seq), TransactionType="TableListSet", OpType=1,
+                          Tables=[{"Table": {"TableName": "t"}}], Raw=FIELDS))
+    insert_rows(nodes["v0"], 3)
+    cluster.wait_height(nodes["v0"].ledger.height)
+    cluster.stop(3)
+    record = SignerState.from_bytes((tmp_path / "v3.signer").read_bytes())
+    assert record.height >= 2 and record.votes
+    for db_file in tmp_path.glob("v3.db*"):
+        db_file.unlink()
+    insert_rows(nodes["v1"], 3)  # the others go on past the record's height
+    assert nodes["v1"].ledger.height > record.height
+    signed: list[tuple[str, object]] = []
+    hub = cluster.hub
+    real_broadcast, real_send = hub.broadcast, hub.send
+    hub.broadcast = lambda sender, message: (signed.append((sender, message)),  # type: ignore
+                                             real_broadcast(sender, message))
+    hub.send = lambda sender, receiver, message: (signed.append((sender, message)),  # type: ignore
+                                                  real_send(sender, receiver, message))
+    back = cluster.start(3)
+    head = nodes["v1"].ledger.height
+    cluster.wait_height(head, nodes=[back])
+    assert back.ledger.block(head)["header"] == nodes["v1"].ledger.block(head)["header"]
+    assert rows_of(back, addr) == rows_of(nodes["v1"], addr)
+    cluster.stop(0)  # v1, v2 and v3 are a quorum only with v3's votes
+    insert_rows(nodes["v1"], 2)
+    top = nodes["v1"].ledger.height
+    cluster.wait_height(top)
+    qc = QuorumCertificate.from_bytes(bytes.fromhex(back.ledger.block(top)["certificate"]["qc"]))
+    assert "v3" in [vid for vid, _ in qc.signatures]
+    mine = [m for sender, m in signed if sender == "v3" and isinstance(m, Vote | Proposal)]
+    assert mine and max(m.height for m in mine) > record.height
+    assert [m for m in mine if m.height < record.height] == []
+    assert all(m in record.votes for m in mine if m.height == record.height)
+    assert SignerState.from_bytes((tmp_path / "v3.signer").read_bytes()).height > record.height
 
 
 @pytest.fixture

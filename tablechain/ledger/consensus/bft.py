@@ -133,7 +133,8 @@ class ConsensusMachine:
     """One validator's consensus state machine. Not thread-safe: feed events from one thread.
 
     ``persisted`` is the last ``SignerState`` the host stored from a ``Persist`` output (None on
-    a fresh node). The application's committed chain gives the height to work on.
+    a fresh node). The application's committed chain gives the height to work on; a record
+    above it (the chain store lost blocks) holds back all signing until the chain reaches it.
     """
 
     def __init__(
@@ -179,14 +180,17 @@ class ConsensusMachine:
         self._idle_armed = False
         self._stall_mark: tuple[int, int, int] | None = None
         self._restored = False
+        # A record above the chain's next height: the chain store lost committed blocks (a
+        # database deleted to re-sync from peers). What this validator signed below the
+        # record's height is not known, so it signs nothing there (see ``_signing_held``); the
+        # quorum's certified blocks bring its chain up, and at the record's height it resumes
+        # from the record as after any restart. Above it, it never signed anything.
+        self._record_ahead: SignerState | None = None
 
         if persisted is not None:
             if persisted.height > self._height:
-                raise ConsensusError(
-                    f"persisted signer state is at height {persisted.height} but the committed "
-                    f"chain ends at {committed}: the chain store lost committed blocks"
-                )
-            if persisted.height == self._height:
+                self._record_ahead = persisted
+            elif persisted.height == self._height:
                 self._restore(persisted)
 
     # --- introspection ---------------------------------------------------------------------
@@ -320,14 +324,22 @@ class ConsensusMachine:
 
     # --- start, timers, idle ---------------------------------------------------------------
 
+    def _resume(self) -> None:
+        """Carry on from a restored record: re-send what it signed, never sign it again."""
+        for vote in self._my_votes.values():
+            self._emit(Broadcast(vote))
+        if self._step == STEP_PROPOSE:
+            self._start_round(self._round)
+
+    def _signing_held(self) -> bool:
+        """Below the height of a signer record that is ahead of the chain: sign nothing."""
+        return self._record_ahead is not None and self._height < self._record_ahead.height
+
     def _on_start(self) -> None:
         self._started = True
         self._schedule(TIMER_REBROADCAST, self._cfg.rebroadcast_ms)
         if self._restored:
-            for vote in self._my_votes.values():
-                self._emit(Broadcast(vote))
-            if self._step == STEP_PROPOSE:
-                self._start_round(self._round)
+            self._resume()
         else:
             self._start_round(0)
         self._emit(Broadcast(sign_status(self._key, self._chain, self._me, self._height,
@@ -440,6 +452,9 @@ class ConsensusMachine:
             self._arm_idle()
 
     def _propose(self) -> None:
+        if self._signing_held():
+            self._waiting_for_block = False
+            return
         round_ = self._round
         if round_ in self._my_proposals:
             # Already signed a proposal for this round (before a restart): never sign another.
@@ -471,6 +486,8 @@ class ConsensusMachine:
             self._relay_polka()
 
     def _vote(self, kind: str, value: Value | None) -> None:
+        if self._signing_held():
+            return
         key = (kind, self._round)
         existing = self._my_votes.get(key)
         if existing is not None:
@@ -688,12 +705,22 @@ class ConsensusMachine:
         return buffered
 
     def _enter_height(self) -> None:
+        record = self._record_ahead
+        resumed = False
+        if record is not None and self._height >= record.height:
+            self._record_ahead = None  # the chain has caught up with the record
+            if self._height == record.height:
+                self._restore(record)
+                resumed = True
         for message in self._drop_future(self._height).values():
             if isinstance(message, Proposal):
                 self._accept_proposal(message, verified=True)
             else:
                 self._accept_vote(message, verified=True)
-        self._start_round(0)
+        if resumed:
+            self._resume()
+        else:
+            self._start_round(0)
 
     # --- receiving -------------------------------------------------------------------------
 
