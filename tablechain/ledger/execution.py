@@ -39,7 +39,13 @@ from tablechain.ledger.errors import (
 from tablechain.ledger.permissions import grant_key, merge_grant, require
 from tablechain.ledger.query import Condition, conjoin, match_row, parse_condition, parse_read
 from tablechain.ledger.rules import OperationRule, parse_rule
-from tablechain.ledger.schema import FieldDef, parse_fields
+from tablechain.ledger.schema import (
+    FieldDef,
+    parse_add_fields,
+    parse_delete_fields,
+    parse_fields,
+    parse_modify_fields,
+)
 from tablechain.ledger.state import StateOverlay
 from tablechain.ledger.tables import (
     CONFIDENTIAL_FIELDS,
@@ -453,6 +459,38 @@ def _ruled_condition(
     return condition
 
 
+def _altered_fields(
+    raw_fields: Sequence[Any], fields: Sequence[FieldDef], op: int, raw: list[Any]
+) -> list[dict[str, Any]]:
+    """The field definitions after schema change ``op`` (14-18), as they will be stored.
+
+    What could fail on rows already in the table is refused here, whatever rows it holds
+    (``parse_add_fields`` / ``parse_delete_fields`` / ``parse_modify_fields``), so whether a
+    change is accepted never depends on the data and copying the rows cannot fail.
+    """
+    current = [dict(f) for f in raw_fields]
+    if op == 14:
+        parse_add_fields(fields, raw)
+        return [*current, *(dict(item) for item in raw)]
+    if op == 15:
+        kept = {f.name for f in parse_delete_fields(fields, raw)}
+        return [f for f in current if f["field"] in kept]
+    if op == 16:
+        parse_modify_fields(fields, raw)
+        given = {item["field"]: dict(item) for item in raw}
+        return [given.get(f["field"], f) for f in current]
+    names = [f["field"] for f in current]
+    for item in raw:
+        if not isinstance(item, dict) or not isinstance(item.get("field"), str):
+            raise BadField('each entry of Raw is {"field": name}')
+        if item["field"] not in names:
+            raise BadField(f"no field {item['field']!r}")
+        if set(item) != {"field"}:
+            raise BadField('an index entry is {"field": name}')
+        current[names.index(item["field"])]["index"] = 1 if op == 17 else 0
+    return current
+
+
 def _one_create_per_name(tx: SQLTransaction) -> None:
     """Refuse an SQLTransaction that creates the same table name twice.
 
@@ -622,33 +660,8 @@ class TableExecutor:
             )
         if not isinstance(st.raw, list) or not st.raw:
             raise BadField("Raw lists the fields to change")
-        current = [dict(f) for f in meta.raw_fields]
-        names = [f["field"] for f in current]
-        op = st.op_type
-        for item in st.raw:
-            if not isinstance(item, dict) or not isinstance(item.get("field"), str):
-                raise BadField('each entry of Raw is {"field": name, ...}')
-            name = item["field"]
-            if op == 14:
-                if name in names:
-                    raise BadField(f"field {name!r} already exists")
-                current.append(dict(item))
-                names.append(name)
-                continue
-            if name not in names:
-                raise BadField(f"no field {name!r}")
-            i = names.index(name)
-            if op == 15:
-                del current[i]
-                del names[i]
-            elif op == 16:
-                current[i] = dict(item)
-            else:
-                if set(item) != {"field"}:
-                    raise BadField('an index entry is {"field": name}')
-                current[i]["index"] = 1 if op == 17 else 0
-        if not current:
-            raise BadField("a table keeps at least one field")
+        _, fields = ctx.tables.physical(meta)
+        current = _altered_fields(meta.raw_fields, fields, st.op_type, st.raw)
         new_fields = parse_fields(current)
         if meta.rule is not None:
             try:
