@@ -442,21 +442,12 @@ def _and(a: Condition | None, b: Condition | None) -> Condition | None:
 
 
 def _ruled_condition(
-    st: SQLStatement,
-    fields: Sequence[FieldDef],
-    rule: OperationRule | None,
-    rule_condition: Any,
-    txenv: TxEnvironment,
-    what: str,
+    st: SQLStatement, fields: Sequence[FieldDef], rule_condition: Condition | None, what: str
 ) -> Condition | None:
-    """The statement's conditions (``Raw``, ORed) ANDed with the table rule's, bound to the
-    signer and the transaction."""
+    """The statement's conditions (``Raw``, ORed) ANDed with the table rule's (bound)."""
     if not isinstance(st.raw, list) or not st.raw:
         raise BadField(f"the Raw of {what} is a non-empty list of conditions")
-    condition = _conditions(st.raw, fields)
-    if rule is not None:
-        condition = _and(condition, rule.bind(rule_condition, fields, txenv.signer, txenv.tx_hash))
-    return condition
+    return _and(_conditions(st.raw, fields), rule_condition)
 
 
 def _altered_fields(
@@ -826,10 +817,10 @@ class TableExecutor:
         st: SQLStatement,
         txenv: TxEnvironment,
     ) -> dict:
-        rule_condition = None if rule is None else rule.delete_condition
-        condition = _ruled_condition(
-            st, fields, rule, rule_condition, txenv, "a delete ([{}] for all rows)"
-        )
+        rule_condition = None
+        if rule is not None:
+            rule_condition = rule.bind(rule.delete_condition, fields, txenv.signer, txenv.tx_hash)
+        condition = _ruled_condition(st, fields, rule_condition, "a delete ([{}] for all rows)")
         return {"affected": ctx.tables.delete_rows(meta, condition)}
 
     def _assert(
@@ -841,8 +832,9 @@ class TableExecutor:
         st: SQLStatement,
         txenv: TxEnvironment,
     ) -> dict:
-        rule_condition = None if rule is None else rule.get_condition
-        condition = _ruled_condition(st, fields, rule, rule_condition, txenv, "an assert")
+        # The rows a read by the signer would see (the Get rule), whatever else it is.
+        rule_condition = None if rule is None else rule.visible(fields, txenv.signer)
+        condition = _ruled_condition(st, fields, rule_condition, "an assert")
         if ctx.tables.count_rows(meta, condition) == 0:
             raise AssertFailed(f"no row of {meta.name!r} satisfies the asserted condition")
         return {}
@@ -901,7 +893,7 @@ def read_table(
     extra = None
     rule = parse_rule(meta.rule, fields)
     if rule is not None:
-        extra = rule.bind(rule.get_condition, fields, reader)
+        extra = rule.visible(fields, reader)
     return tables.select(meta, query, extra)
 
 

@@ -104,6 +104,7 @@ def test_bad_rules_are_rejected_at_create(harness):
         {"Insert": {"Condition": {"name": "$tx_hash"}}},  # 32 characters cannot hold 64
         {"Update": {"Fields": ["nosuch"]}},
         {"Get": {"Condition": {"id": {"$nope": 1}}}},
+        {"Get": {"Condition": {"txid": "$tx_hash"}}},  # a read is no transaction
         {"Delete": {"Condition": {"account": "$whoever"}}},
         {"Select": {}},
         [],
@@ -114,6 +115,41 @@ def test_bad_rules_are_rejected_at_create(harness):
     assert h.ledger.read  # nothing was created:
     with pytest.raises(LedgerError):
         h.ledger.table_info(a.address, "t0")
+
+
+def test_a_get_rule_knows_the_reader_and_no_transaction(harness):
+    """A Get condition binds $account to the reader in a read and in an assert alike (an assert
+    sees exactly the rows its signer could read); $tx_hash has no value there, a read being no
+    transaction, and is refused at create. A Delete (or Update) condition binds it to the
+    statement's transaction: the rows that same transaction inserted."""
+    h = harness
+    a, b = h.account(), h.account()
+    fields = [{"field": "id", "type": "int", "PK": 1},
+              {"field": "account", "type": "varchar", "length": 64},
+              {"field": "txid", "type": "varchar", "length": 64}]
+    for get in ({"txid": "$tx_hash"}, {"$or": [{"id": 1}, {"txid": {"$ne": "$tx_hash"}}]}):
+        r = h.create(a, "t", fields, {"Get": {"Condition": get}})
+        assert (r.result, r.message) == (
+            "temBAD_OPERATIONRULE",
+            "OperationRule.Get.Condition: unknown variable '$tx_hash' (known: $account)",
+        ), get
+    rule = {"Insert": {"Condition": {"account": "$account", "txid": "$tx_hash"}},
+            "Delete": {"Condition": {"txid": "$tx_hash"}},
+            "Get": {"Condition": {"account": "$account"}}}
+    assert h.create(a, "t", fields, rule).success
+    assert h.grant(a, "t", b.address, select=True, insert=True, delete=True).success
+    assert h.statement(a, 6, a, "t", [{"id": 1}]).success
+    assert h.statement(b, 6, a, "t", [{"id": 2}]).success
+    assert ids(h.read(b, a, "t", [[]])) == [2]
+    assert h.statement(b, 10, a, "t", [{"id": 2}]).success
+    assert h.statement(b, 10, a, "t", [{"id": 1}]).result == "tefTABLE_ASSERTFAILED"
+    on_t = {"TransactionType": "SQLStatement", "Owner": a.address,
+            "Tables": [{"Table": {"TableName": "t"}}]}
+    r = h.run(b, {"TransactionType": "SQLTransaction", "Statements": [
+        {**on_t, "OpType": 6, "Raw": [{"id": 3}]}, {**on_t, "OpType": 9, "Raw": [{}]}]})
+    assert r.success and r.details["statements"][1] == {"affected": 1}
+    assert h.statement(b, 9, a, "t", [{}]).details == {"affected": 0}
+    assert ids(h.read(b, a, "t", [[]])) == [2] and ids(h.read(a, a, "t", [[]])) == [1]
 
 
 def test_a_schema_change_cannot_break_the_fields_a_rule_fills(harness):
