@@ -39,7 +39,13 @@ from tablechain.ledger.errors import (
 from tablechain.ledger.permissions import grant_key, merge_grant, require
 from tablechain.ledger.query import Condition, conjoin, match_row, parse_condition, parse_read
 from tablechain.ledger.rules import OperationRule, parse_rule
-from tablechain.ledger.schema import FieldDef, parse_fields
+from tablechain.ledger.schema import (
+    FieldDef,
+    parse_add_fields,
+    parse_delete_fields,
+    parse_fields,
+    parse_modify_fields,
+)
 from tablechain.ledger.state import StateOverlay
 from tablechain.ledger.tables import (
     CONFIDENTIAL_FIELDS,
@@ -436,21 +442,44 @@ def _and(a: Condition | None, b: Condition | None) -> Condition | None:
 
 
 def _ruled_condition(
-    st: SQLStatement,
-    fields: Sequence[FieldDef],
-    rule: OperationRule | None,
-    rule_condition: Any,
-    txenv: TxEnvironment,
-    what: str,
+    st: SQLStatement, fields: Sequence[FieldDef], rule_condition: Condition | None, what: str
 ) -> Condition | None:
-    """The statement's conditions (``Raw``, ORed) ANDed with the table rule's, bound to the
-    signer and the transaction."""
+    """The statement's conditions (``Raw``, ORed) ANDed with the table rule's (bound)."""
     if not isinstance(st.raw, list) or not st.raw:
         raise BadField(f"the Raw of {what} is a non-empty list of conditions")
-    condition = _conditions(st.raw, fields)
-    if rule is not None:
-        condition = _and(condition, rule.bind(rule_condition, fields, txenv.signer, txenv.tx_hash))
-    return condition
+    return _and(_conditions(st.raw, fields), rule_condition)
+
+
+def _altered_fields(
+    raw_fields: Sequence[Any], fields: Sequence[FieldDef], op: int, raw: list[Any]
+) -> list[dict[str, Any]]:
+    """The field definitions after schema change ``op`` (14-18), as they will be stored.
+
+    What could fail on rows already in the table is refused here, whatever rows it holds
+    (``parse_add_fields`` / ``parse_delete_fields`` / ``parse_modify_fields``), so whether a
+    change is accepted never depends on the data and copying the rows cannot fail.
+    """
+    current = [dict(f) for f in raw_fields]
+    if op == 14:
+        parse_add_fields(fields, raw)
+        return [*current, *(dict(item) for item in raw)]
+    if op == 15:
+        kept = {f.name for f in parse_delete_fields(fields, raw)}
+        return [f for f in current if f["field"] in kept]
+    if op == 16:
+        parse_modify_fields(fields, raw)
+        given = {item["field"]: dict(item) for item in raw}
+        return [given.get(f["field"], f) for f in current]
+    names = [f["field"] for f in current]
+    for item in raw:
+        if not isinstance(item, dict) or not isinstance(item.get("field"), str):
+            raise BadField('each entry of Raw is {"field": name}')
+        if item["field"] not in names:
+            raise BadField(f"no field {item['field']!r}")
+        if set(item) != {"field"}:
+            raise BadField('an index entry is {"field": name}')
+        current[names.index(item["field"])]["index"] = 1 if op == 17 else 0
+    return current
 
 
 def _one_create_per_name(tx: SQLTransaction) -> None:
@@ -622,33 +651,8 @@ class TableExecutor:
             )
         if not isinstance(st.raw, list) or not st.raw:
             raise BadField("Raw lists the fields to change")
-        current = [dict(f) for f in meta.raw_fields]
-        names = [f["field"] for f in current]
-        op = st.op_type
-        for item in st.raw:
-            if not isinstance(item, dict) or not isinstance(item.get("field"), str):
-                raise BadField('each entry of Raw is {"field": name, ...}')
-            name = item["field"]
-            if op == 14:
-                if name in names:
-                    raise BadField(f"field {name!r} already exists")
-                current.append(dict(item))
-                names.append(name)
-                continue
-            if name not in names:
-                raise BadField(f"no field {name!r}")
-            i = names.index(name)
-            if op == 15:
-                del current[i]
-                del names[i]
-            elif op == 16:
-                current[i] = dict(item)
-            else:
-                if set(item) != {"field"}:
-                    raise BadField('an index entry is {"field": name}')
-                current[i]["index"] = 1 if op == 17 else 0
-        if not current:
-            raise BadField("a table keeps at least one field")
+        _, fields = ctx.tables.physical(meta)
+        current = _altered_fields(meta.raw_fields, fields, st.op_type, st.raw)
         new_fields = parse_fields(current)
         if meta.rule is not None:
             try:
@@ -813,10 +817,10 @@ class TableExecutor:
         st: SQLStatement,
         txenv: TxEnvironment,
     ) -> dict:
-        rule_condition = None if rule is None else rule.delete_condition
-        condition = _ruled_condition(
-            st, fields, rule, rule_condition, txenv, "a delete ([{}] for all rows)"
-        )
+        rule_condition = None
+        if rule is not None:
+            rule_condition = rule.bind(rule.delete_condition, fields, txenv.signer, txenv.tx_hash)
+        condition = _ruled_condition(st, fields, rule_condition, "a delete ([{}] for all rows)")
         return {"affected": ctx.tables.delete_rows(meta, condition)}
 
     def _assert(
@@ -828,8 +832,9 @@ class TableExecutor:
         st: SQLStatement,
         txenv: TxEnvironment,
     ) -> dict:
-        rule_condition = None if rule is None else rule.get_condition
-        condition = _ruled_condition(st, fields, rule, rule_condition, txenv, "an assert")
+        # The rows a read by the signer would see (the Get rule), whatever else it is.
+        rule_condition = None if rule is None else rule.visible(fields, txenv.signer)
+        condition = _ruled_condition(st, fields, rule_condition, "an assert")
         if ctx.tables.count_rows(meta, condition) == 0:
             raise AssertFailed(f"no row of {meta.name!r} satisfies the asserted condition")
         return {}
@@ -888,7 +893,7 @@ def read_table(
     extra = None
     rule = parse_rule(meta.rule, fields)
     if rule is not None:
-        extra = rule.bind(rule.get_condition, fields, reader)
+        extra = rule.visible(fields, reader)
     return tables.select(meta, query, extra)
 
 

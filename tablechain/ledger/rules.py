@@ -11,7 +11,9 @@
 Insert fields bound to ``$account`` / ``$tx_hash`` are filled with the signer's address / the
 transaction hash when omitted and must equal them when given; other Insert conditions must hold
 for the inserted row. ``Count`` limits the rows one account may insert. Update, Delete and Get
-conditions are ANDed into the user's own condition, with the variables bound to the real signer.
+conditions are ANDed into the user's own condition, with the variables bound to the real signer
+and transaction. A Get condition knows ``$account`` (the reader) only: a read is no transaction,
+and an assert must see exactly the rows a read by its signer sees.
 """
 
 from __future__ import annotations
@@ -34,6 +36,7 @@ _SECTIONS = {
     "Get": {"Condition"},
 }
 _PLACEHOLDER = {"$account": "0x" + "00" * 20, "$tx_hash": "00" * 32}
+_READER_PLACEHOLDER = {"$account": _PLACEHOLDER["$account"]}
 
 
 @dataclass(frozen=True)
@@ -51,12 +54,18 @@ class OperationRule:
     get_condition: Any
 
     def bind(
-        self, condition: Any, fields: Sequence[FieldDef], account: str, tx_hash: str = ""
+        self, condition: Any, fields: Sequence[FieldDef], account: str, tx_hash: str
     ) -> Condition | None:
         """``condition`` with ``$account`` / ``$tx_hash`` bound, parsed; None if absent."""
         if condition is None:
             return None
         return parse_condition(condition, fields, {"$account": account, "$tx_hash": tx_hash})
+
+    def visible(self, fields: Sequence[FieldDef], reader: str) -> Condition | None:
+        """The Get condition for ``reader``: the rows their reads and asserts see."""
+        if self.get_condition is None:
+            return None
+        return parse_condition(self.get_condition, fields, {"$account": reader})
 
 
 def _field_names(fields: Sequence[FieldDef]) -> dict[str, FieldDef]:
@@ -82,9 +91,9 @@ def parse_rule(raw: Any, fields: Sequence[FieldDef]) -> OperationRule | None:
             raise BadRule(f"OperationRule.{name}: unknown keys {sorted(bad)}")
         sections[name] = body
 
-    def check_condition(where: str, cond: Any) -> None:
+    def check_condition(where: str, cond: Any, variables: Mapping[str, str] = _PLACEHOLDER) -> None:
         try:
-            parse_condition(cond, fields, _PLACEHOLDER)
+            parse_condition(cond, fields, variables)
         except LedgerError as exc:
             raise BadRule(f"OperationRule.{where}.Condition: {exc.message}") from None
 
@@ -158,7 +167,7 @@ def parse_rule(raw: Any, fields: Sequence[FieldDef]) -> OperationRule | None:
             )
     get_cond = sections.get("Get", {}).get("Condition")
     if get_cond is not None:
-        check_condition("Get", get_cond)
+        check_condition("Get", get_cond, _READER_PLACEHOLDER)
     return OperationRule(
         raw,
         tuple(fill),

@@ -104,6 +104,7 @@ def test_bad_rules_are_rejected_at_create(harness):
         {"Insert": {"Condition": {"name": "$tx_hash"}}},  # 32 characters cannot hold 64
         {"Update": {"Fields": ["nosuch"]}},
         {"Get": {"Condition": {"id": {"$nope": 1}}}},
+        {"Get": {"Condition": {"txid": "$tx_hash"}}},  # a read is no transaction
         {"Delete": {"Condition": {"account": "$whoever"}}},
         {"Select": {}},
         [],
@@ -116,6 +117,41 @@ def test_bad_rules_are_rejected_at_create(harness):
         h.ledger.table_info(a.address, "t0")
 
 
+def test_a_get_rule_knows_the_reader_and_no_transaction(harness):
+    """A Get condition binds $account to the reader in a read and in an assert alike (an assert
+    sees exactly the rows its signer could read); $tx_hash has no value there, a read being no
+    transaction, and is refused at create. A Delete (or Update) condition binds it to the
+    statement's transaction: the rows that same transaction inserted."""
+    h = harness
+    a, b = h.account(), h.account()
+    fields = [{"field": "id", "type": "int", "PK": 1},
+              {"field": "account", "type": "varchar", "length": 64},
+              {"field": "txid", "type": "varchar", "length": 64}]
+    for get in ({"txid": "$tx_hash"}, {"$or": [{"id": 1}, {"txid": {"$ne": "$tx_hash"}}]}):
+        r = h.create(a, "t", fields, {"Get": {"Condition": get}})
+        assert (r.result, r.message) == (
+            "temBAD_OPERATIONRULE",
+            "OperationRule.Get.Condition: unknown variable '$tx_hash' (known: $account)",
+        ), get
+    rule = {"Insert": {"Condition": {"account": "$account", "txid": "$tx_hash"}},
+            "Delete": {"Condition": {"txid": "$tx_hash"}},
+            "Get": {"Condition": {"account": "$account"}}}
+    assert h.create(a, "t", fields, rule).success
+    assert h.grant(a, "t", b.address, select=True, insert=True, delete=True).success
+    assert h.statement(a, 6, a, "t", [{"id": 1}]).success
+    assert h.statement(b, 6, a, "t", [{"id": 2}]).success
+    assert ids(h.read(b, a, "t", [[]])) == [2]
+    assert h.statement(b, 10, a, "t", [{"id": 2}]).success
+    assert h.statement(b, 10, a, "t", [{"id": 1}]).result == "tefTABLE_ASSERTFAILED"
+    on_t = {"TransactionType": "SQLStatement", "Owner": a.address,
+            "Tables": [{"Table": {"TableName": "t"}}]}
+    r = h.run(b, {"TransactionType": "SQLTransaction", "Statements": [
+        {**on_t, "OpType": 6, "Raw": [{"id": 3}]}, {**on_t, "OpType": 9, "Raw": [{}]}]})
+    assert r.success and r.details["statements"][1] == {"affected": 1}
+    assert h.statement(b, 9, a, "t", [{}]).details == {"affected": 0}
+    assert ids(h.read(b, a, "t", [[]])) == [2] and ids(h.read(a, a, "t", [[]])) == [1]
+
+
 def test_a_schema_change_cannot_break_the_fields_a_rule_fills(harness):
     h = harness
     a = h.account()
@@ -125,6 +161,10 @@ def test_a_schema_change_cannot_break_the_fields_a_rule_fills(harness):
                   {"field": "txid", "type": "int"}):
         r = h.run(a, {**tls, "OpType": 16, "Raw": [field]})
         assert r.result == "temBAD_FIELD", (field, r)
+    for field in ("txid", "account", "age"):  # filled, counted, updatable by the rule
+        r = h.run(a, {**tls, "OpType": 15, "Raw": [{"field": field}]})
+        assert r.result == "temBAD_FIELD", (field, r)
+        assert "OperationRule" in r.message
     assert h.statement(a, 6, a, "r", [{"id": 3}]).success
 
 
@@ -258,23 +298,69 @@ def test_schema_changes(harness):
     assert ids(h.read(a, a, "p", [[]])) == [1, 2]
 
 
-def test_a_schema_change_the_rows_break_is_a_constraint_failure(harness):
+@pytest.mark.parametrize("change", [
+    {"OpType": 15, "Raw": [{"field": "id"}]},  # a PRIMARY KEY field
+    {"OpType": 15, "Raw": [{"field": "age", "type": "int"}]},  # not just {"field": name}
+    {"OpType": 15, "Raw": [{"field": "age"}, {"field": "age"}]},
+    {"OpType": 14, "Raw": [{"field": "k", "type": "int", "PK": 1, "default": 1}]},
+    {"OpType": 14, "Raw": [{"field": "k", "type": "int", "AI": 1}]},
+    {"OpType": 14, "Raw": [{"field": "k", "type": "int", "NN": 1}]},  # old rows: no value
+    {"OpType": 14, "Raw": [{"field": "k", "type": "int", "UQ": 1, "default": 3}]},
+    {"OpType": 16, "Raw": [{"field": "age", "type": "varchar", "length": 8}]},  # the type
+    {"OpType": 16, "Raw": [{"field": "name", "type": "varchar", "length": 16}]},  # shorter
+    {"OpType": 16, "Raw": [{"field": "name", "type": "varchar", "length": 32, "UQ": 1}]},
+    {"OpType": 16, "Raw": [{"field": "age", "type": "int", "NN": 1, "default": 0}]},
+    {"OpType": 16, "Raw": [{"field": "age", "type": "int", "PK": 1}]},
+    {"OpType": 16, "Raw": [{"field": "id", "type": "int"}]},  # drops PK
+    {"OpType": 16, "Raw": [{"field": "age", "type": "int", "AI": 1}]},
+])
+def test_a_schema_change_the_rows_could_break_is_refused_whatever_the_rows(harness, change):
+    """What could fail on rows already in the table (a primary key or a type changed, a
+    constraint old rows may not meet, a shorter field) is refused before any row is looked at:
+    the same receipt on an empty table and on a full one, on every backend, changing nothing."""
+    h = harness
+    a = h.account()
+    receipts = []
+    for name, rows in (("empty", []), ("full", [{"id": 1, "name": "x", "age": 5},
+                                                 {"id": 2, "name": "x"}])):
+        assert h.create(a, name, PEOPLE).success
+        if rows:
+            assert h.statement(a, 6, a, name, rows).success
+        before = h.ledger.table_info(a.address, name)
+        r = h.run(a, {"TransactionType": "TableListSet", "Tables": [{"Table": {"TableName": name}}],
+                      **change})
+        assert r.result == "temBAD_FIELD", (change, r)
+        assert h.ledger.table_info(a.address, name) == before
+        assert ids(h.read(a, a, name, [["id"]])) == [row["id"] for row in rows]
+        receipts.append((r.result, r.message))
+    assert receipts[0] == receipts[1]
+
+
+def test_a_schema_change_keeps_what_old_rows_can_hold(harness):
+    """The schema changes allowed: fields added without PK or AI (NN with a default, UQ without
+    one), non-key fields deleted, lengths and decimal precision grown, defaults and indexes
+    changed; old rows keep their values."""
     h = harness
     a = h.account()
     tls = {"TransactionType": "TableListSet", "Tables": [{"Table": {"TableName": "p"}}]}
-    assert h.create(a, "p", PEOPLE).success
-    assert h.statement(a, 6, a, "p", [{"id": 1, "name": "x"}, {"id": 2, "name": "x"}]).success
-    before = h.ledger.table_info(a.address, "p")
-    for change in ({"OpType": 14, "Raw": [{"field": "u", "type": "int", "UQ": 1, "default": 3}]},
-                   {"OpType": 16, "Raw": [{"field": "name", "type": "varchar", "length": 32,
-                                           "UQ": 1}]}):
-        r = h.run(a, {**tls, **change})
-        assert (r.result, r.message) == (
-            "tefTABLE_CONSTRAINT",
-            "the schema change breaks a PRIMARY KEY, UNIQUE or NOT NULL constraint of the table",
-        ), change
-    assert h.ledger.table_info(a.address, "p") == before
-    assert h.read(a, a, "p", [["id"]]) == [{"id": 1}, {"id": 2}]
+    assert h.create(a, "p", [*PEOPLE, {"field": "m", "type": "decimal", "length": 6,
+                                       "accuracy": 2}]).success
+    assert h.statement(a, 6, a, "p", [{"id": 1, "name": "x", "m": "1.5"}, {"id": 2}]).success
+    for change in ({"OpType": 14, "Raw": [{"field": "n", "type": "int", "NN": 1, "default": 0},
+                                          {"field": "u", "type": "varchar", "length": 8,
+                                           "UQ": 1}]},
+                   {"OpType": 16, "Raw": [{"field": "name", "type": "varchar", "length": 64,
+                                           "index": 1, "default": "?"},
+                                          {"field": "m", "type": "decimal", "length": 12,
+                                           "accuracy": 2}]},
+                   {"OpType": 15, "Raw": [{"field": "age"}]}):
+        assert h.run(a, {**tls, **change}).success, change
+    assert h.read(a, a, "p", [[]]) == [
+        {"id": 1, "name": "x", "m": "1.50", "n": 0, "u": None},
+        {"id": 2, "name": None, "m": None, "n": 0, "u": None},
+    ]
+    assert h.statement(a, 6, a, "p", [{"id": 3, "m": "1234567890.25"}]).success
+    assert h.read(a, a, "p", [["name", "m"], {"id": 3}]) == [{"name": "?", "m": "1234567890.25"}]
 
 
 def test_a_schema_change_keeps_the_nulls_rows_hold(harness):
